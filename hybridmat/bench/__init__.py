@@ -1,0 +1,1 @@
+"""Benchmarks that print tables measured in the same run (``hybridmat bench ...``)."""

@@ -1,0 +1,96 @@
+"""The ``hybridmat`` command line: one entry point for every stage of the workflow."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from hybridmat.data.candidates import DEFAULT_PROTOTYPES, DEMO_ELEMENTS
+from hybridmat.data.sources import open_source
+from hybridmat.features.featurizer import FeaturizerSettings
+from hybridmat.features.pipeline import DEFAULT_SHARD_SIZE, featurize_to_store
+from hybridmat.summary import store_summary
+
+app = typer.Typer(help="High-throughput screening of crystals with hybrid composition + graph models.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+bench_app = typer.Typer(help="Benchmarks: speed and accuracy tables, measured in this run.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+
+
+@app.command()
+def candidates(
+    out: Annotated[Path, typer.Option(help="Output table (.parquet or .jsonl).")],
+    elements: Annotated[str, typer.Option(help="Comma-separated element symbols to substitute.")] = ",".join(DEMO_ELEMENTS),
+    prototypes: Annotated[str, typer.Option(help="Comma-separated prototype names or AFLOW labels.")] = ",".join(DEFAULT_PROTOTYPES),
+    n: Annotated[int | None, typer.Option("-n", help="Number of candidates (seeded sample); all if omitted.")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    charge_balanced: Annotated[bool, typer.Option(help="Keep only charge-balanced compositions.")] = True,
+) -> None:
+    """Generate candidate structures by element substitution into prototypes."""
+    from hybridmat.data.candidates import generate_candidates
+    from hybridmat.data.writers import write_structure_table
+
+    started = time.perf_counter()
+    records = generate_candidates(
+        elements.split(","), prototypes.split(","), n=n, seed=seed, charge_balanced=charge_balanced
+    )
+    written = write_structure_table(records, out)
+    console.print(f"wrote {written} candidates to {out} in {time.perf_counter() - started:.1f} s")
+
+
+@app.command()
+def featurize(
+    source: Annotated[str, typer.Argument(help="Source string: DIR, FILE.parquet[?split=...], matbench:TASK, mp:..., candidates:...")],
+    out: Annotated[Path, typer.Option(help="Feature store directory.")],
+    composition: Annotated[str, typer.Option(help="Composition features: magpie (132) or ward2016 (145).")] = "ward2016",
+    cutoff: Annotated[float, typer.Option(help="Neighbour cutoff radius in Å.")] = 8.0,
+    max_neighbors: Annotated[int, typer.Option(help="Nearest neighbours kept per atom.")] = 12,
+    shard_size: Annotated[int, typer.Option(help="Input rows per Parquet shard.")] = DEFAULT_SHARD_SIZE,
+    allow_missing_targets: Annotated[bool, typer.Option(help="Keep rows with a missing target (stored as NaN).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a store made from another input or settings.")] = False,
+) -> None:
+    """Featurize a source into a Parquet feature store (resumable; bad rows go to errors.parquet)."""
+    try:
+        settings = FeaturizerSettings(composition=composition, cutoff=cutoff, max_neighbors=max_neighbors)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    started = time.perf_counter()
+    manifest = featurize_to_store(
+        open_source(source), out, spec=source, settings=settings, shard_size=shard_size,
+        require_targets=not allow_missing_targets, overwrite=overwrite,
+    )
+    console.print(store_summary(out, manifest, time.perf_counter() - started))
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Directory for the demo's outputs.")] = Path("runs/demo"),
+    n: Annotated[int, typer.Option("-n", help="Number of candidates.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Candidate sampling seed.")] = 0,
+) -> None:
+    """The main job on the embedded default: generate candidates and featurize them into a store."""
+    candidates_file = out / "candidates.parquet"
+    candidates(out=candidates_file, n=n, seed=seed)
+    featurize(source=str(candidates_file), out=out / "features")
+
+
+@bench_app.command("featurize")
+def bench_featurize(
+    n: Annotated[int, typer.Option("--n", help="Number of real MP structures to time.")] = 2000,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON here.")] = None,
+    data: Annotated[Path | None, typer.Option(help="mp_cgcnn36k.parquet (default: ../shared/data/...).")] = None,
+) -> None:
+    """Featurization speed vs matminer and pymatgen reference builders, measured in this run."""
+    from hybridmat.bench.featurize import run_featurize_benchmark
+
+    run_featurize_benchmark(n=n, json_path=json_path, data_path=data, console=console)
+
+
+if __name__ == "__main__":
+    app()

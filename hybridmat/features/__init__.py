@@ -1,0 +1,1 @@
+"""Featurizers (pure functions of a Structure/Composition) and the Parquet feature store."""

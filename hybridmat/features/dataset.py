@@ -1,0 +1,76 @@
+"""A torch dataset over featurized structures: PyG graph + composition tensor + targets per item."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hybridmat.features.columns import table_to_batch
+from hybridmat.features.featurizer import FeatureBatch
+from hybridmat.features.graph import CrystalGraphData, to_pyg
+from hybridmat.features.store import FeatureStore
+
+
+class CrystalDataset(Dataset):
+    """Items are :class:`CrystalGraphData` with ``composition`` ``(1, F)``, ``y`` ``(1, T)`` and ``id``.
+
+    Graph tensors (atom features, Gaussian distances, optional line graph) are built from the stored
+    raw graph on first access and cached, so the same function produces stored and fresh features.
+    Missing labels are NaN in ``y``; losses mask them.
+    """
+
+    def __init__(
+        self, batch: FeatureBatch, target_names: Sequence[str] | None = None, line_graph: bool = False
+    ) -> None:
+        self.batch = batch
+        self.target_names = list(batch.targets if target_names is None else target_names)
+        missing = [name for name in self.target_names if name not in batch.targets]
+        if missing:
+            raise KeyError(f"targets {missing} are not in the features (have {sorted(batch.targets)})")
+        self.line_graph = line_graph
+        self.composition = torch.from_numpy(batch.composition.astype(np.float32))
+        columns = [batch.targets[name] for name in self.target_names]
+        self.targets = torch.from_numpy(np.stack(columns, axis=1).astype(np.float32)) if columns else None
+        self._cache: dict[int, CrystalGraphData] = {}
+
+    @classmethod
+    def from_store(
+        cls,
+        store: FeatureStore | Path,
+        target_names: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        line_graph: bool = False,
+    ) -> CrystalDataset:
+        """The rows of a feature store (optionally only ``ids``, in the order given)."""
+        store = store if isinstance(store, FeatureStore) else FeatureStore(Path(store))
+        table = store.read_table()
+        if ids is not None:
+            position = {identifier: i for i, identifier in enumerate(table.column("id").to_pylist())}
+            absent = [identifier for identifier in ids if identifier not in position]
+            if absent:
+                raise KeyError(f"{len(absent)} ids are not in {store.path} (e.g. {absent[:3]}); see its errors.parquet")
+            table = table.take([position[identifier] for identifier in ids])
+        return cls(table_to_batch(table), target_names, line_graph)
+
+    @property
+    def ids(self) -> list[str]:
+        """Material ids, in item order."""
+        return self.batch.ids
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def __getitem__(self, i: int) -> CrystalGraphData:
+        data = self._cache.get(i)
+        if data is None:
+            data = to_pyg(self.batch.graphs[i], line_graph=self.line_graph)
+            data.composition = self.composition[i : i + 1]
+            if self.targets is not None:
+                data.y = self.targets[i : i + 1]
+            data.id = self.batch.ids[i]
+            self._cache[i] = data
+        return data
