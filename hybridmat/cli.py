@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +23,11 @@ bench_app = typer.Typer(help="Benchmarks: speed and accuracy tables, measured in
 app.add_typer(bench_app, name="bench")
 console = Console()
 
+
+
+def invocation() -> str:
+    """The command line as typed, for tables that say which command produced them."""
+    return shlex.join(["hybridmat", *sys.argv[1:]])
 
 
 @app.command()
@@ -89,7 +96,7 @@ def bench_featurize(
     """Featurization speed vs matminer and pymatgen reference builders, measured in this run."""
     from hybridmat.bench.featurize import run_featurize_benchmark
 
-    run_featurize_benchmark(n=n, json_path=json_path, data_path=data, console=console)
+    run_featurize_benchmark(n=n, json_path=json_path, data_path=data, console=console, command=invocation())
 
 
 if __name__ == "__main__":

@@ -98,63 +98,6 @@ def test_other_input_refuses_unless_overwrite(table: Path, tmp_path: Path) -> No
     assert len(list((out / "shards").glob("part-?????.parquet"))) == 2
 
 
-def _bad_input_rows() -> list[dict]:
-    """One JSON-lines row per kind of bad input, plus valid edge cases that must be featurized."""
-    good = perovskite()
-    disordered = rocksalt()
-    disordered.replace(0, {"Na": 0.5, "K": 0.5})
-    overlapping = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])
-    no_data = Structure(Lattice.cubic(4.0), ["Og", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    flat = Structure(Lattice([[4, 0, 0], [0, 4, 0], [0, 0, 1e-4]]), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0]])
-    one_atom = Structure(Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]])
-    big = rocksalt(5.64, "Mg", "O")
-    big.make_supercell([5, 5, 1])  # 200 sites
-    assert len(big) == 200
-
-    def row(identifier: str, structure, e_form=-1.0, band_gap=1.0) -> dict:
-        text = structure if isinstance(structure, str) else json.dumps(structure.as_dict())
-        return {"id": identifier, "structure": text, "e_form": e_form, "band_gap": band_gap}
-
-    return [
-        row("good", good),
-        row("corrupt-cif", "data_broken\n_cell_length_a 4.0\nloop_\n_atom_site_label\nthis is not a cif"),
-        row("empty", ""),
-        row("disordered", disordered),
-        row("no-element-data", no_data),
-        row("nan-target", good, e_form=float("nan")),
-        row("missing-target", good, band_gap=None),
-        row("good", good),  # duplicate id
-        row("overlapping", overlapping),
-        row("one-atom", one_atom),
-        row("two-hundred-sites", big),
-        row("near-zero-volume", flat),
-    ]
-
-
-def test_bad_input_lands_in_errors_and_run_completes(tmp_path: Path) -> None:
-    rows = _bad_input_rows()
-    source = tmp_path / "bad.jsonl"
-    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    manifest = featurize_to_store(open_source(str(source)), tmp_path / "store", spec=str(source),
-                                  settings=SETTINGS, shard_size=5, progress=False)
-    store = FeatureStore(tmp_path / "store")
-    kept = store.read_table(["id"]).column("id").to_pylist()
-    errors = {row["id"] + ("#dup" if row["stage"] == "duplicate" else ""): row for row in store.errors().to_pylist()}
-    assert manifest["counts"]["inputs"] == len(rows) == len(kept) + len(errors)
-    assert sorted(kept) == ["good", "one-atom", "two-hundred-sites"]
-    expected_stages = {
-        "corrupt-cif": "read", "empty": "read", "disordered": "validate", "no-element-data": "featurize",
-        "nan-target": "targets", "missing-target": "targets", "good#dup": "duplicate",
-        "overlapping": "validate", "near-zero-volume": "validate",
-    }
-    assert {key: row["stage"] for key, row in errors.items()} == expected_stages
-    assert "Og" in errors["no-element-data"]["reason"]
-    assert "e_form" in errors["nan-target"]["reason"]
-    assert "overlapping" in errors["overlapping"]["reason"]
-    assert all(row["reason"] for row in errors.values())
-    assert pq.read_table(tmp_path / "store" / "errors.parquet").num_rows == len(errors)
-
-
 def test_missing_targets_can_be_kept_as_nan(tmp_path: Path) -> None:
     good = json.dumps(perovskite().as_dict())
     source = tmp_path / "partial.jsonl"
