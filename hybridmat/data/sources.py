@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 from hybridmat.data.source import Source
 
 TABLE_SUFFIXES = (".parquet", ".jsonl", ".json")
+SOURCE_SCHEMES = ("matbench", "mp", "candidates")
 
 
 def _split_spec(spec: str) -> tuple[str, dict[str, str]]:
