@@ -76,6 +76,22 @@ def featurize(
 
 
 @app.command()
+def train(
+    job_file: Annotated[Path, typer.Argument(help="Job file (YAML), e.g. jobs/train_cpu_small.yaml.")],
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train the job's model on its split (select on val), report test MAE/RMSE/R², write artefacts."""
+    from hybridmat.config import load_job
+    from hybridmat.report import comparison_table
+    from hybridmat.workflow import run_train_job
+
+    job = load_job(job_file)
+    result = run_train_job(job, progress=not quiet)
+    console.print(comparison_table(result.rows, title=f"{job.name}: test split ({invocation()})"))
+    console.print(f"artefacts in {result.output}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Directory for the demo's outputs.")] = Path("runs/demo"),
     n: Annotated[int, typer.Option("-n", help="Number of candidates.")] = 2000,
@@ -97,6 +113,22 @@ def bench_featurize(
     from hybridmat.bench.featurize import run_featurize_benchmark
 
     run_featurize_benchmark(n=n, json_path=json_path, data_path=data, console=console, command=invocation())
+
+
+@bench_app.command("models")
+def bench_models(
+    split: Annotated[str, typer.Option(help="cpu_small (2 CPU cores, <= 45 min) or full (GPU).")] = "cpu_small",
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the results JSON here.")] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated subset of models (default: all).")] = None,
+    data: Annotated[Path | None, typer.Option(help="mp_cgcnn36k.parquet (default: ../shared/data/...).")] = None,
+    out: Annotated[Path, typer.Option(help="Directory for figures and results.")] = Path("runs/bench_models"),
+) -> None:
+    """Every model on the same real split: test MAE, R², training time; do hybrids beat their parents?"""
+    from hybridmat.bench.models import MODEL_ORDER, run_models_benchmark
+
+    chosen = tuple(models.split(",")) if models else MODEL_ORDER
+    run_models_benchmark(split, device, json_path, console, invocation(), chosen, data, out)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch.utils.data import Dataset
 
@@ -47,12 +48,23 @@ class CrystalDataset(Dataset):
     ) -> CrystalDataset:
         """The rows of a feature store (optionally only ``ids``, in the order given)."""
         store = store if isinstance(store, FeatureStore) else FeatureStore(Path(store))
-        table = store.read_table()
+        return cls.from_table(store.read_table(), target_names, ids, line_graph, where=str(store.path))
+
+    @classmethod
+    def from_table(
+        cls,
+        table: pa.Table,
+        target_names: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        line_graph: bool = False,
+        where: str = "the feature table",
+    ) -> CrystalDataset:
+        """Rows of an Arrow feature table (as a store holds them), optionally only ``ids`` in that order."""
         if ids is not None:
             position = {identifier: i for i, identifier in enumerate(table.column("id").to_pylist())}
             absent = [identifier for identifier in ids if identifier not in position]
             if absent:
-                raise KeyError(f"{len(absent)} ids are not in {store.path} (e.g. {absent[:3]}); see its errors.parquet")
+                raise KeyError(f"{len(absent)} ids are not in {where} (e.g. {absent[:3]}); see its errors.parquet")
             table = table.take([position[identifier] for identifier in ids])
         return cls(table_to_batch(table), target_names, line_graph)
 

@@ -43,9 +43,14 @@ class PropertyModel(nn.Module):
         self.register_buffer("composition_std", torch.ones(composition_dim))
 
     def fit_composition_scaling(self, composition: Tensor) -> None:
-        """Set the composition mean/std from the training split's ``(n, F)`` composition matrix."""
+        """Set the composition mean/std from the training split's ``(n, F)`` composition matrix.
+
+        A feature that is constant on the training split keeps std 1 (it is only centred): dividing by a
+        near-zero std would blow up any other value seen at prediction time.
+        """
+        std = composition.std(dim=0)
         self.composition_mean.copy_(composition.mean(dim=0))
-        self.composition_std.copy_(composition.std(dim=0).clamp_min(1e-8))
+        self.composition_std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)))
 
     def scaled_composition(self, batch: Any) -> Tensor:
         """``batch.composition`` standardised with the training statistics."""

@@ -1,0 +1,158 @@
+"""Model checkpoints that rebuild themselves, and prediction in original target units.
+
+A checkpoint is one ``torch.save`` file holding only plain Python values and tensors, so that
+``torch.load(path, weights_only=True)`` reads it without unpickling code. Keys:
+
+* ``format`` (``"hybridmat-checkpoint"``), ``format_version`` (1), ``hybridmat_version``
+* ``name``, ``config``: the registered model name and ``model.config``; ``build_model(name, **config)``
+  rebuilds the architecture
+* ``state_dict``: the model's tensors (on CPU)
+* ``normalizer``: :meth:`TargetNormalizer.state_dict` (``mean``, ``std``, ``target_names``)
+* ``target_names``: the model's output columns, in order
+* ``featurizer_settings``: the feature-store settings the model was trained on (or ``None``)
+* ``metrics``: e.g. validation/test metrics; ``extra``: anything else plain (train config, loss state)
+
+Files are written atomically (temporary file, then rename), so a crash never leaves a truncated one.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hybridmat import __version__
+from hybridmat.atomic_io import atomic_write_bytes
+from hybridmat.models.base import PropertyModel, build_model
+from hybridmat.training.collate import GraphTable
+from hybridmat.training.normalizer import TargetNormalizer
+
+FORMAT = "hybridmat-checkpoint"
+FORMAT_VERSION = 1
+
+
+def plain(value: Any, where: str = "checkpoint") -> Any:
+    """``value`` with numpy values turned into Python/tensors; raises for anything not weights-only safe."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, (list, tuple)):
+        items = [plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, Mapping):
+        bad = [key for key in value if not isinstance(key, (str, int))]
+        if bad:
+            raise TypeError(f"{where} has keys of type {type(bad[0]).__name__}; use str or int keys")
+        return {key: plain(item, f"{where}.{key}") for key, item in value.items()}
+    raise TypeError(
+        f"{where} is a {type(value).__name__}, which torch.load(weights_only=True) cannot read; "
+        "store plain values (str, int, float, bool, None, lists, dicts, tensors)"
+    )
+
+
+def write_state(path: Path, state: Mapping[str, Any]) -> None:
+    """``torch.save`` of plain ``state`` to ``path``, atomically."""
+    buffer = io.BytesIO()
+    torch.save(plain(state), buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def read_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Inverse of :func:`write_state` (weights-only unpickling, tensors mapped to ``device``)."""
+    return torch.load(Path(path), map_location=device, weights_only=True)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU if it has none)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def save_checkpoint(
+    path: Path,
+    model: PropertyModel,
+    normalizer: TargetNormalizer,
+    metrics: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    featurizer_settings: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a self-describing checkpoint of ``model`` (see the module docstring for its keys)."""
+    if normalizer.n_targets != model.n_targets:
+        raise ValueError(
+            f"normalizer has {normalizer.n_targets} targets {normalizer.target_names}, "
+            f"model {model.name!r} predicts {model.n_targets}"
+        )
+    state = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "hybridmat_version": __version__,
+        "name": model.name,
+        "config": dict(model.config),
+        "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+        "normalizer": normalizer.state_dict(),
+        "target_names": list(normalizer.target_names),
+        "featurizer_settings": None if featurizer_settings is None else dict(featurizer_settings),
+        "metrics": dict(metrics or {}),
+        "extra": dict(extra or {}),
+    }
+    write_state(Path(path), state)
+    return Path(path)
+
+
+def load_checkpoint(
+    path: Path, device: str | torch.device = "cpu"
+) -> tuple[PropertyModel, TargetNormalizer, dict[str, Any]]:
+    """Rebuild the model (eval mode, on ``device``), its normaliser, and the remaining keys as ``meta``."""
+    state = read_state(path, device)
+    if state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a hybridmat model checkpoint (format {state.get('format')!r})")
+    model = build_model(state["name"], **state["config"])
+    model.load_state_dict(state["state_dict"])
+    model.to(device).eval()
+    normalizer = TargetNormalizer.from_state_dict(state["normalizer"])
+    meta = {key: value for key, value in state.items() if key not in ("state_dict", "normalizer")}
+    return model, normalizer, meta
+
+
+def predict_table(
+    model: PropertyModel,
+    normalizer: TargetNormalizer,
+    table: GraphTable,
+    batch_size: int = 256,
+    amp_dtype: torch.dtype | None = None,
+) -> np.ndarray:
+    """``(n, T)`` float32 predictions in original units for every structure of ``table``, in order.
+
+    Runs in eval mode under ``torch.inference_mode()``; ``amp_dtype`` enables CUDA autocast.
+    """
+    device = model_device(model)
+    model.eval()
+    autocast = (
+        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None and device.type == "cuda"
+        else nullcontext()
+    )
+    outputs = []
+    with torch.inference_mode(), autocast:
+        for batch in table.batches(batch_size):
+            batch = batch if device.type == "cpu" else batch.to(device, non_blocking=True)
+            outputs.append(normalizer.denormalize(model(batch).float()))
+    return torch.cat(outputs).cpu().numpy()
+
+
+def predict(
+    model: PropertyModel, normalizer: TargetNormalizer, dataset: Dataset, batch_size: int = 256
+) -> np.ndarray:
+    """``(n, T)`` predictions in original units for a ``CrystalDataset`` (or ``Subset``), in item order."""
+    table = GraphTable.from_dataset(dataset, line_graph=model.needs_line_graph)
+    return predict_table(model, normalizer, table, batch_size)

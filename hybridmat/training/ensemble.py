@@ -1,0 +1,121 @@
+"""Deep ensembles: K copies of a model trained with different seeds; their spread is the uncertainty.
+
+Training one member is the plain function :func:`train_member` of (model name, model config, data,
+train config, seed), so a Ray actor can run it unchanged; :func:`train_ensemble` runs the members one
+after another. :meth:`Ensemble.predict` returns the members' mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from hybridmat.models.base import PropertyModel, build_model
+from hybridmat.training.checkpoint import load_checkpoint, predict_table
+from hybridmat.training.collate import GraphTable, resolve_dataset
+from hybridmat.training.normalizer import TargetNormalizer
+from hybridmat.training.trainer import EpochCallback, TrainConfig, TrainResult, seed_everything, train_model
+
+
+@dataclass(frozen=True)
+class Member:
+    """One trained model with the normaliser that maps its outputs to original units."""
+
+    model: PropertyModel
+    normalizer: TargetNormalizer
+
+
+def train_member(
+    model_name: str,
+    model_config: Mapping[str, Any],
+    train_set: Dataset,
+    val_set: Dataset | None,
+    config: TrainConfig,
+    seed: int,
+    *,
+    loss: nn.Module | None = None,
+    on_epoch_end: EpochCallback | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Build ``model_name`` under ``seed`` and train it with ``config`` (its ``seed`` replaced by ``seed``).
+
+    ``n_targets`` and ``composition_dim`` default to the training set's; the seed fixes the
+    initial weights as well as the batch order and dropout.
+    """
+    base, _ = resolve_dataset(train_set)
+    dims = {"n_targets": len(base.target_names), "composition_dim": base.composition.shape[1]}
+    full_config = {**dims, **model_config}
+    seed_everything(seed)
+    model = build_model(model_name, **full_config)
+    return train_model(model, train_set, val_set, replace(config, seed=seed), loss=loss,
+                       on_epoch_end=on_epoch_end, resume=resume)
+
+
+def train_ensemble(
+    model_name: str,
+    model_config: Mapping[str, Any],
+    train_set: Dataset,
+    val_set: Dataset | None,
+    config: TrainConfig,
+    n_members: int = 5,
+    *,
+    loss_factory: Callable[[], nn.Module] | None = None,
+    resume: bool = False,
+) -> tuple[Ensemble, list[TrainResult]]:
+    """Train members ``k = 0..n_members-1`` sequentially with seeds ``config.seed + k``.
+
+    With ``config.checkpoint_dir`` each member writes to ``<checkpoint_dir>/member-<k>/``, so an
+    interrupted ensemble resumes member by member. ``loss_factory`` makes a fresh loss per member
+    (default: the config's multi-task loss).
+    """
+    if n_members < 2:
+        raise ValueError(f"an ensemble needs at least 2 members for a spread, got n_members={n_members}")
+    results = []
+    for k in range(n_members):
+        root = config.checkpoint_dir
+        directory = None if root is None else str(Path(root) / f"member-{k}")
+        results.append(train_member(
+            model_name, model_config, train_set, val_set, replace(config, checkpoint_dir=directory),
+            config.seed + k, loss=None if loss_factory is None else loss_factory(), resume=resume,
+        ))
+    return Ensemble([Member(r.model, r.normalizer) for r in results]), results
+
+
+class Ensemble:
+    """Members that predict the same targets; :meth:`predict` gives their mean and spread."""
+
+    def __init__(self, members: Sequence[Member]) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        names = {m.normalizer.target_names for m in members}
+        if len(names) > 1:
+            raise ValueError(f"ensemble members predict different targets: {sorted(names)}")
+        self.members = list(members)
+
+    @classmethod
+    def from_checkpoints(cls, paths: Sequence[Path], device: str | torch.device = "cpu") -> Ensemble:
+        """Load each member with :func:`~hybridmat.training.checkpoint.load_checkpoint`."""
+        return cls([Member(*load_checkpoint(path, device)[:2]) for path in paths])
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        return self.members[0].normalizer.target_names
+
+    def member_predictions(self, dataset: Dataset, batch_size: int = 256) -> np.ndarray:
+        """``(K, n, T)`` float32: each member's predictions in original units (batched identically)."""
+        line_graph = any(m.model.needs_line_graph for m in self.members)
+        table = GraphTable.from_dataset(dataset, line_graph=line_graph)
+        return np.stack([predict_table(m.model, m.normalizer, table, batch_size) for m in self.members])
+
+    def predict(self, dataset: Dataset, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)``, each ``(n, T)`` float64, over the members (std with ddof=0: the population
+        spread of the K predictions, 0 for a single member; not an unbiased estimate)."""
+        predictions = self.member_predictions(dataset, batch_size).astype(np.float64)
+        return predictions.mean(axis=0), predictions.std(axis=0)
