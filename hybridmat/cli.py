@@ -92,6 +92,53 @@ def train(
 
 
 @app.command()
+def evaluate(
+    job_file: Annotated[Path, typer.Argument(help="Job file whose model to evaluate.")],
+    matbench: Annotated[str | None, typer.Option(help="Run the Matbench protocol on this task instead (trains per fold).")] = None,
+    folds: Annotated[str | None, typer.Option(help="Comma-separated Matbench folds (default: all five).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Matbench results file (default: <job output>/matbench_<task>.json).")] = None,
+) -> None:
+    """Held-out MAE/RMSE/R² of a trained job on its test split, or the Matbench fold protocol with task.record."""
+    from hybridmat.config import load_job
+    from hybridmat.experiment import evaluate as evaluate_fitted
+    from hybridmat.report import comparison_table
+    from hybridmat.workflow import job_split_data, load_fitted
+
+    job = load_job(job_file)
+    if matbench:
+        from hybridmat.matbench_eval import run_matbench
+
+        out = out or Path(job.output) / f"{matbench}.json"
+        chosen = [int(f) for f in folds.split(",")] if folds else None
+        for score in run_matbench(job, matbench, chosen, out):
+            console.print(f"fold {score['fold']}: MAE {score['mae']:.4f} on {score['n_test']} test structures "
+                          f"({score['fallback_predictions']} could not be featurized: training mean)")
+        console.print(f"matbench results -> {out}")
+        return
+    data = job_split_data(job)
+    rows = []
+    for part in ("val", "test"):
+        part_rows, _, _ = evaluate_fitted(load_fitted(job.model.name, Path(job.output)), data.part(part))
+        rows += [{**row, "target": f"{row['target']} ({part})"} for row in part_rows]
+    console.print(comparison_table(rows, title=f"{job.name} ({invocation()})"))
+
+
+@app.command()
+def predict(
+    source: Annotated[str, typer.Argument(help="Source string of the structures to predict.")],
+    out: Annotated[Path, typer.Option(help="Predictions table (.parquet); errors go to <out>.errors.parquet.")],
+    models: Annotated[list[Path] | None, typer.Option(help="Checkpoints of the ensemble (default: the shipped one).")] = None,
+) -> None:
+    """Predict per-target mean and std with an ensemble (default: the shipped pretrained ensemble)."""
+    from hybridmat.predict import errors_path, predict_source, pretrained_checkpoints
+
+    started = time.perf_counter()
+    counts = predict_source(open_source(source), models or pretrained_checkpoints(), out)
+    console.print(f"{counts['predicted']:,} predictions -> {out}; {counts['errors']:,} errors -> {errors_path(out)} "
+                  f"({counts['inputs']:,} inputs, {time.perf_counter() - started:.1f} s)")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Directory for the demo's outputs.")] = Path("runs/demo"),
     n: Annotated[int, typer.Option("-n", help="Number of candidates.")] = 2000,

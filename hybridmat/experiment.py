@@ -119,6 +119,7 @@ def fit_torch(
     config: TrainConfig,
     members: int = 1,
     output: Path | None = None,
+    featurizer_settings: Mapping[str, Any] | None = None,
 ) -> Fitted:
     """Train ``members`` seeds of a registered torch model (early stopping on val) as one ensemble."""
     started = time.perf_counter()
@@ -126,7 +127,8 @@ def fit_torch(
     for k in range(members):
         member_dir = None if output is None else str(Path(output) / f"member-{k}")
         results.append(train_member(name, hyper, data.train, data.val, replace(config, checkpoint_dir=member_dir),
-                                    config.seed + k, resume=member_dir is not None))
+                                    config.seed + k, resume=member_dir is not None,
+                                    featurizer_settings=featurizer_settings))
     seconds = time.perf_counter() - started
     ensemble = Ensemble([Member(r.model, r.normalizer) for r in results])
     parameters = sum(p.numel() for p in results[0].model.parameters())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hybridmat.config import JobConfig
 from hybridmat.data.sources import open_source
@@ -14,8 +17,11 @@ from hybridmat.experiment import (
 )
 from hybridmat.features.pipeline import featurize_to_store
 from hybridmat.features.store import FeatureStore
-from hybridmat.models.rf import RF_NAME
+from hybridmat.models.base import MODEL_REGISTRY
+from hybridmat.models.late_fusion import LateFusion
+from hybridmat.models.rf import RF_NAME, RandomForestModel
 from hybridmat.report import parity_figure
+from hybridmat.training.ensemble import Ensemble
 from hybridmat.training.trainer import TrainConfig
 
 
@@ -59,32 +65,66 @@ class JobResult:
 
 
 def fit_by_name(name: str, hyper: dict[str, Any], data: SplitData, config: TrainConfig, members: int,
-                output: Path) -> Fitted:
+                output: Path, featurizer_settings: dict[str, Any] | None = None) -> Fitted:
     """Fit any model the registry or :data:`NON_TORCH_MODELS` knows, writing artefacts under ``output``."""
     if name == RF_NAME:
         return fit_rf(data, hyper, output)
     if name == "late_fusion":
         graph_name = hyper.get("graph_model", "cgcnn")
         rf = fit_rf(data, hyper.get("rf", {}), output / "rf")
-        gnn = fit_by_name(graph_name, hyper.get("graph_hyper", {}), data, config, members, output / graph_name)
-        return fit_late_fusion(rf, gnn, data, hyper.get("method", "alpha"))
+        gnn = fit_by_name(graph_name, hyper.get("graph_hyper", {}), data, config, members, output / graph_name,
+                          featurizer_settings)
+        fused = fit_late_fusion(rf, gnn, data, hyper.get("method", "alpha"))
+        write_json(output / "late_fusion.json", fused.details)
+        return fused
     if not is_torch_model(name):
         raise ValueError(f"unknown model {name!r}")
-    from hybridmat.models.base import MODEL_REGISTRY
-
     if MODEL_REGISTRY[name].needs_line_graph and not data.train.line_graph:
         data = data.with_line_graph()
-    return fit_torch(name, hyper, data, config, members, output)
+    return fit_torch(name, hyper, data, config, members, output, featurizer_settings)
+
+
+def load_fitted(name: str, output: Path) -> Fitted:
+    """A model trained earlier by :func:`fit_by_name` into ``output``, ready to predict."""
+    if name == RF_NAME:
+        model = RandomForestModel.load(output / "rf.joblib")
+        return Fitted(RF_NAME, lambda d: (model.predict(d.batch.composition), model.predict_std(d.batch.composition)), 0.0, 0)
+    if name == "late_fusion":
+        details = json.loads((output / "late_fusion.json").read_text())
+        rf, gnn = load_fitted(RF_NAME, output / "rf"), load_fitted(details["graph_model"], output / details["graph_model"])
+        fusion = LateFusion(details["fusion"]["method"], np.asarray(details["fusion"]["alpha"]),
+                            np.asarray(details["fusion"]["weights"]))
+
+        def predict(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+            (rf_mean, _), (gnn_mean, gnn_std) = rf.predict(dataset), gnn.predict(dataset)
+            return fusion.predict(rf_mean, gnn_mean), gnn_std
+
+        return Fitted(name, predict, 0.0, gnn.parameters, details)
+    checkpoints = sorted(output.glob("member-*/best.pt"))
+    if not checkpoints:
+        raise FileNotFoundError(f"no trained {name} in {output} (member-*/best.pt); run `hybridmat train` first")
+    ensemble = Ensemble.from_checkpoints(checkpoints)
+    parameters = sum(p.numel() for p in ensemble.members[0].model.parameters())
+    return Fitted(name, ensemble.predict, 0.0, parameters, {"checkpoints": [str(c) for c in checkpoints]})
+
+
+def job_split_data(job: JobConfig, progress: bool = True) -> SplitData:
+    """The job's train/val/test datasets (featurizing first if needed)."""
+    store = feature_store(job, progress)
+    ids = split_ids(store, job.data.split, splits_file(job), job.data.split_seed)
+    data = load_split_data(store, ids, job.data.targets)
+    if job.model.name in MODEL_REGISTRY and MODEL_REGISTRY[job.model.name].needs_line_graph:
+        return data.with_line_graph()
+    return data
 
 
 def run_train_job(job: JobConfig, progress: bool = True) -> JobResult:
     """Run a training job end to end; write metrics, predictions and a parity plot to ``job.output``."""
     output = Path(job.output)
     output.mkdir(parents=True, exist_ok=True)
-    store = feature_store(job, progress)
-    ids = split_ids(store, job.data.split, splits_file(job), job.data.split_seed)
-    data = load_split_data(store, ids, job.data.targets)
-    fitted = fit_by_name(job.model.name, dict(job.model.hyper), data, train_config(job), job.ensemble, output)
+    data = job_split_data(job, progress)
+    fitted = fit_by_name(job.model.name, dict(job.model.hyper), data, train_config(job), job.ensemble, output,
+                         job.features.settings().as_dict())
     rows, mean, std = evaluate(fitted, data.test)
     val_rows, _, _ = evaluate(fitted, data.val)
     write_predictions(output / "predictions_test.parquet", data.test, mean, std)

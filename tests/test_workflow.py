@@ -49,3 +49,14 @@ def test_late_fusion_job_fits_alpha_on_validation(table: Path, tmp_path: Path) -
     alpha = result.fitted.details["fusion"]["alpha"]
     assert len(alpha) == 1 and 0.0 <= alpha[0] <= 1.0
     assert (tmp_path / "out" / "rf" / "rf.joblib").exists()
+
+
+def test_evaluate_reloads_trained_artefacts(table: Path, tmp_path: Path) -> None:
+    from hybridmat.experiment import evaluate
+    from hybridmat.workflow import job_split_data, load_fitted
+
+    job = parse_job(_job(table, tmp_path, {"name": "late_fusion", "hyper": {"rf": {"n_estimators": 10},
+                                                                           "graph_hyper": {"hidden": 8, "n_conv": 1}}}))
+    trained = run_train_job(job, progress=False)
+    reloaded, _, _ = evaluate(load_fitted("late_fusion", Path(job.output)), job_split_data(job, progress=False).test)
+    assert reloaded[0]["mae"] == pytest.approx(trained.rows[0]["mae"], rel=1e-6)

@@ -38,6 +38,10 @@ CACHE_ENV = "MATMINER_DATA"
 _HASH_MISMATCH = "Error, hash of downloaded file"
 
 
+#: Loaded benchmarks by (task, cache file): matbench holds a whole task in memory, so load it once per process.
+_LOADED: dict[tuple[str, str], Any] = {}
+
+
 class DatasetUnavailableError(RuntimeError):
     """A Matbench dataset is not in matminer's cache and could not be downloaded."""
 
@@ -93,18 +97,21 @@ class MatbenchSource(Source):
         self.task, self.fold, self.split = name, fold, split
         self.target_column = tasks[name]["target"]
         self.targets = (CANONICAL_TARGETS.get(name, self.target_column),)
-        self._loaded: Any = None
 
-    def _load(self) -> Any:
-        """The loaded ``MatbenchTask`` (cached), or :class:`DatasetUnavailableError`."""
-        if self._loaded is not None:
-            return self._loaded
+    def load_benchmark(self) -> Any:
+        """A ``MatbenchBenchmark`` holding this task, loaded (shared by every source of the task in this
+        process), or :class:`DatasetUnavailableError`. Record predictions on its task and write it with
+        ``to_file`` for a matbench-compatible results file."""
         from matbench.bench import MatbenchBenchmark
         from matminer.datasets.dataset_retrieval import get_dataset_attribute
         from matminer.datasets.utils import _get_data_home
 
-        task = MatbenchBenchmark(autoload=False, subset=[self.task]).tasks_map[self.task]
         cached = Path(_get_data_home()) / f"{self.task}.{get_dataset_attribute(self.task, 'file_type')}"
+        key = (self.task, str(cached))
+        if key in _LOADED:
+            return _LOADED[key]
+        benchmark = MatbenchBenchmark(autoload=False, subset=[self.task])
+        task = benchmark.tasks_map[self.task]
         existed = cached.exists()
         try:
             with warnings.catch_warnings():
@@ -116,8 +123,8 @@ class MatbenchSource(Source):
             if not existed and cached.exists():
                 cached.unlink()  # a partial or wrong download would otherwise be trusted next time
             raise DatasetUnavailableError(self._unavailable(cached, existed, exc)) from exc
-        self._loaded = task
-        return task
+        _LOADED[key] = benchmark
+        return benchmark
 
     def _unavailable(self, cached: Path, existed: bool, exc: BaseException) -> str:
         """What failed, which file is needed from where, and how to put it in place by hand."""
@@ -139,7 +146,7 @@ class MatbenchSource(Source):
         )
 
     def __iter__(self) -> Iterator[SourceItem]:
-        task = self._load()
+        task = self.load_benchmark().tasks_map[self.task]
         if self.split == "all":
             frame = task.df
         elif self.split == "train":

@@ -43,6 +43,7 @@ def train_member(
     loss: nn.Module | None = None,
     on_epoch_end: EpochCallback | None = None,
     resume: bool = False,
+    featurizer_settings: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Build ``model_name`` under ``seed`` and train it with ``config`` (its ``seed`` replaced by ``seed``).
 
@@ -55,7 +56,7 @@ def train_member(
     seed_everything(seed)
     model = build_model(model_name, **full_config)
     return train_model(model, train_set, val_set, replace(config, seed=seed), loss=loss,
-                       on_epoch_end=on_epoch_end, resume=resume)
+                       on_epoch_end=on_epoch_end, resume=resume, featurizer_settings=featurizer_settings)
 
 
 def train_ensemble(
