@@ -86,7 +86,7 @@ def train(
     from hybridmat.workflow import run_train_job
 
     job = load_job(job_file)
-    result = run_train_job(job, progress=not quiet)
+    result = run_train_job(job, progress=not quiet, log=None if quiet else console.log)
     console.print(comparison_table(result.rows, title=f"{job.name}: test split ({invocation()})"))
     console.print(f"artefacts in {result.output}")
 
@@ -121,6 +121,19 @@ def evaluate(
         part_rows, _, _ = evaluate_fitted(load_fitted(job.model.name, Path(job.output)), data.part(part))
         rows += [{**row, "target": f"{row['target']} ({part})"} for row in part_rows]
     console.print(comparison_table(rows, title=f"{job.name} ({invocation()})"))
+
+
+@app.command()
+def export(
+    job_file: Annotated[Path, typer.Argument(help="The trained job whose ensemble to export.")],
+    dest: Annotated[Path, typer.Option(help="Model directory (the shipped default is hybridmat/pretrained).")],
+) -> None:
+    """Copy a trained ensemble (<= 10 MB) into a model directory with a model card from its metrics."""
+    from hybridmat.config import load_job
+    from hybridmat.model_card import export_model
+
+    copied = export_model(load_job(job_file), dest, f"hybridmat train {job_file}")
+    console.print(f"exported {len(copied)} members and MODEL_CARD.md to {dest}")
 
 
 @app.command()
@@ -176,6 +189,33 @@ def bench_models(
 
     chosen = tuple(models.split(",")) if models else MODEL_ORDER
     run_models_benchmark(split, device, json_path, console, invocation(), chosen, data, out)
+
+
+@bench_app.command("training")
+def bench_training(
+    store: Annotated[Path, typer.Option(help="Feature store of real structures.")] = Path("runs/features/mp_cgcnn36k"),
+    n: Annotated[int, typer.Option("--n", help="Structures per pass.")] = 2000,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 2,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
+) -> None:
+    """CPU training throughput: PyG DataLoader (first epoch / cached) vs hybridmat's array collation."""
+    from hybridmat.bench.training import run_training_benchmark
+
+    run_training_benchmark(store, n, threads, console, invocation(), json_path)
+
+
+@bench_app.command("gpu")
+def bench_gpu(
+    store: Annotated[Path, typer.Option(help="Feature store of real structures.")] = Path("runs/features/mp_cgcnn36k"),
+    n: Annotated[int, typer.Option("--n", help="Structures to train on.")] = 4000,
+    epochs: Annotated[int, typer.Option(help="Epochs per measurement (the first is excluded).")] = 3,
+    device: Annotated[str, typer.Option(help="cuda (default) or cpu.")] = "cuda",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
+) -> None:
+    """CGCNN, early fusion and ALIGNN train/inference structures/s on a GPU, fp32 vs AMP."""
+    from hybridmat.bench.gpu import run_gpu_benchmark
+
+    run_gpu_benchmark(store, n, epochs, device, console, invocation(), json_path)
 
 
 if __name__ == "__main__":

@@ -120,15 +120,20 @@ def fit_torch(
     members: int = 1,
     output: Path | None = None,
     featurizer_settings: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Fitted:
-    """Train ``members`` seeds of a registered torch model (early stopping on val) as one ensemble."""
+    """Train ``members`` seeds of a registered torch model (early stopping on val) as one ensemble.
+
+    ``log`` receives one line per epoch (member, epoch, train loss, validation MAE, throughput).
+    """
     started = time.perf_counter()
     results = []
     for k in range(members):
         member_dir = None if output is None else str(Path(output) / f"member-{k}")
         results.append(train_member(name, hyper, data.train, data.val, replace(config, checkpoint_dir=member_dir),
                                     config.seed + k, resume=member_dir is not None,
-                                    featurizer_settings=featurizer_settings))
+                                    featurizer_settings=featurizer_settings,
+                                    on_epoch_end=None if log is None else epoch_logger(log, name, k)))
     seconds = time.perf_counter() - started
     ensemble = Ensemble([Member(r.model, r.normalizer) for r in results])
     parameters = sum(p.numel() for p in results[0].model.parameters())
@@ -138,6 +143,16 @@ def fit_torch(
         "checkpoints": [str(r.checkpoint) for r in results if r.checkpoint],
         "ensemble": ensemble,
     })
+
+
+def epoch_logger(log: Callable[[str], None], name: str, member: int) -> Callable[[int, dict[str, float]], None]:
+    """A trainer callback that reports each epoch as one line."""
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        log(f"{name} member {member} epoch {epoch}: loss {metrics['train_loss']:.4f}, "
+            f"val MAE {metrics.get('val_mae', float('nan')):.4f}, {metrics['structures_per_s']:,.0f} structures/s")
+
+    return report
 
 
 def fit_late_fusion(rf: Fitted, gnn: Fitted, data: SplitData, method: str = "alpha") -> Fitted:

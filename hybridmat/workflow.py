@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ class JobResult:
 
 
 def fit_by_name(name: str, hyper: dict[str, Any], data: SplitData, config: TrainConfig, members: int,
-                output: Path, featurizer_settings: dict[str, Any] | None = None) -> Fitted:
+                output: Path, featurizer_settings: dict[str, Any] | None = None,
+                log: Callable[[str], None] | None = None) -> Fitted:
     """Fit any model the registry or :data:`NON_TORCH_MODELS` knows, writing artefacts under ``output``."""
     if name == RF_NAME:
         return fit_rf(data, hyper, output)
@@ -73,7 +75,7 @@ def fit_by_name(name: str, hyper: dict[str, Any], data: SplitData, config: Train
         graph_name = hyper.get("graph_model", "cgcnn")
         rf = fit_rf(data, hyper.get("rf", {}), output / "rf")
         gnn = fit_by_name(graph_name, hyper.get("graph_hyper", {}), data, config, members, output / graph_name,
-                          featurizer_settings)
+                          featurizer_settings, log)
         fused = fit_late_fusion(rf, gnn, data, hyper.get("method", "alpha"))
         write_json(output / "late_fusion.json", fused.details)
         return fused
@@ -81,7 +83,7 @@ def fit_by_name(name: str, hyper: dict[str, Any], data: SplitData, config: Train
         raise ValueError(f"unknown model {name!r}")
     if MODEL_REGISTRY[name].needs_line_graph and not data.train.line_graph:
         data = data.with_line_graph()
-    return fit_torch(name, hyper, data, config, members, output, featurizer_settings)
+    return fit_torch(name, hyper, data, config, members, output, featurizer_settings, log)
 
 
 def load_fitted(name: str, output: Path) -> Fitted:
@@ -118,13 +120,13 @@ def job_split_data(job: JobConfig, progress: bool = True) -> SplitData:
     return data
 
 
-def run_train_job(job: JobConfig, progress: bool = True) -> JobResult:
+def run_train_job(job: JobConfig, progress: bool = True, log: Callable[[str], None] | None = None) -> JobResult:
     """Run a training job end to end; write metrics, predictions and a parity plot to ``job.output``."""
     output = Path(job.output)
     output.mkdir(parents=True, exist_ok=True)
     data = job_split_data(job, progress)
     fitted = fit_by_name(job.model.name, dict(job.model.hyper), data, train_config(job), job.ensemble, output,
-                         job.features.settings().as_dict())
+                         job.features.settings().as_dict(), log)
     rows, mean, std = evaluate(fitted, data.test)
     val_rows, _, _ = evaluate(fitted, data.val)
     write_predictions(output / "predictions_test.parquet", data.test, mean, std)

@@ -44,3 +44,19 @@ def test_predict_cli_writes_mean_std_and_errors(tmp_path: Path) -> None:
     assert predictions[0]["model_id"] == model_id(checkpoints)
     errors = pq.read_table(errors_path(out)).to_pylist()
     assert [(e["id"], e["stage"]) for e in errors] == [("broken", "read"), ("a", "duplicate")]
+
+
+def test_export_writes_members_and_model_card(tmp_path: Path) -> None:
+    from hybridmat.model_card import export_model
+
+    table = tmp_path / "train.parquet"
+    write_structure_table(_records(30), table)
+    job = parse_job({"name": "card", "data": {"source": str(table), "store": str(tmp_path / "store")},
+                     "features": {"composition": "magpie"}, "model": {"name": "cgcnn", "hyper": {"hidden": 8, "n_conv": 1}},
+                     "ensemble": 2, "train": {"epochs": 1, "batch_size": 8, "device": "cpu", "num_threads": 1},
+                     "output": str(tmp_path / "run")})
+    run_train_job(job, progress=False)
+    copied = export_model(job, tmp_path / "model", "hybridmat train job.yaml")
+    assert [p.name for p in copied] == ["member-0.pt", "member-1.pt"]
+    card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
+    assert "hybridmat train job.yaml" in card and "| e_form |" in card

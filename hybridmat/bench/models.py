@@ -100,6 +100,7 @@ def run_models_benchmark(
         raise ValueError(f"unknown model(s) {sorted(unknown)}; choose from {MODEL_ORDER}")
     if "late_fusion" in models and not {"rf", "cgcnn"} <= set(models[: list(models).index("late_fusion")]):
         raise ValueError("late_fusion combines rf and cgcnn: list both before it")
+    started_all = time.perf_counter()
     plan, data_path = PLANS[split], data_path or default_mp_parquet()
     out.mkdir(parents=True, exist_ok=True)
     store = _store(data_path, console)
@@ -123,7 +124,7 @@ def run_models_benchmark(
         elif name == "late_fusion":
             model = fit_late_fusion(fitted["rf"], fitted["cgcnn"], model_data)
         else:
-            model = fit_torch(name, plan.hyper[name], model_data, plan.config(name, device, seed))
+            model = fit_torch(name, plan.hyper[name], model_data, plan.config(name, device, seed), log=console.log)
         fitted[name] = model
         model_rows, mean, _ = evaluate(model, model_data.test)
         rows += model_rows
@@ -136,9 +137,11 @@ def run_models_benchmark(
     for check in checks:
         console.print(f"{'holds' if check['holds'] else 'DOES NOT HOLD'}: {check['claim']} "
                       f"({check['mae']:.4f} vs {check['parents']})")
+    total = time.perf_counter() - started_all
+    console.print(f"total wall time {total / 60:.1f} min")
     comparison_figure(rows, out / "comparison.png", "e_form")
     parity_figure(predictions, out / "parity.png", "e_form")
-    payload = {"command": command, "split": split, "device": device, "sizes": {p: len(data.part(p)) for p in ("train", "val", "test")},
+    payload = {"command": command, "split": split, "device": device, "total_seconds": total, "sizes": {p: len(data.part(p)) for p in ("train", "val", "test")},
                "results": rows, "checks": checks, "permutation_importance": importance,
                "details": {n: {k: v for k, v in f.details.items() if k != "ensemble"} for n, f in fitted.items()},
                "markdown": markdown_table(rows)}

@@ -93,7 +93,12 @@ class CGCNN(PropertyModel):
                          head_hidden=head_hidden, n_head_layers=n_head_layers, atom_dim=atom_dim,
                          edge_dim=edge_dim)
         self.encoder = CGCNNEncoder(hidden, n_conv, atom_dim, edge_dim)
-        self.head = softplus_mlp(hidden, head_hidden, n_targets, n_head_layers)
+        self.head = self.build_head(hidden, head_hidden, n_targets, n_head_layers)
+
+    @staticmethod
+    def build_head(hidden: int, head_hidden: int, n_targets: int, n_head_layers: int) -> nn.Module:
+        """The readout ``(B, hidden) -> (B, n_targets)``: one softplus MLP."""
+        return softplus_mlp(hidden, head_hidden, n_targets, n_head_layers)
 
     def embed(self, batch: Any) -> Tensor:
         """The pooled graph embedding ``(B, hidden)``."""

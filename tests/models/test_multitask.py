@@ -34,7 +34,7 @@ def build(n_targets: int = 3) -> MultiTaskCGCNN:
 
 def test_output_shape_one_head_per_target() -> None:
     model = build(3)
-    assert len(model.heads) == 3
+    assert len(model.head.heads) == 3
     batch = make_batch(structures())
     assert_output_shape(prepare(model, batch), batch, 3)
 
