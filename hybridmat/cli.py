@@ -152,6 +152,25 @@ def predict(
 
 
 @app.command()
+def report(
+    results: Annotated[Path, typer.Argument(help="Benchmark JSON written by `hybridmat bench models --json`.")],
+    out: Annotated[Path, typer.Option(help="Directory for comparison.png and table.md.")],
+    target: Annotated[str, typer.Option(help="Target to plot.")] = "e_form",
+) -> None:
+    """Redraw the model-comparison figure and table from a benchmark JSON (measured numbers only)."""
+    import json
+
+    from hybridmat.atomic_io import atomic_write_bytes
+    from hybridmat.report import comparison_figure, markdown_table
+
+    rows = json.loads(results.read_text())["results"]
+    out.mkdir(parents=True, exist_ok=True)
+    comparison_figure(rows, out / "comparison.png", target)
+    atomic_write_bytes(out / "table.md", (markdown_table(rows) + "\n").encode())
+    console.print(f"wrote {out / 'comparison.png'} and {out / 'table.md'} from {results}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Directory for the demo's outputs.")] = Path("runs/demo"),
     n: Annotated[int, typer.Option("-n", help="Number of candidates.")] = 2000,

@@ -31,3 +31,18 @@ def test_figures_are_png(tmp_path: Path) -> None:
     parity = parity_figure({"rf": (truth, truth + 0.1), "cgcnn": (truth, truth - 0.05)}, tmp_path / "parity.png", "e_form")
     for path in (figure, parity):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_command_redraws_from_benchmark_json(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from hybridmat.cli import app
+
+    results = tmp_path / "bench.json"
+    results.write_text(json.dumps({"results": RESULTS}))
+    outcome = CliRunner().invoke(app, ["report", str(results), "--out", str(tmp_path / "figs")])
+    assert outcome.exit_code == 0, outcome.output
+    assert (tmp_path / "figs" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| early_fusion |" in (tmp_path / "figs" / "table.md").read_text()

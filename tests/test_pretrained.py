@@ -1,0 +1,40 @@
+"""The shipped ensemble loads on a fresh machine (weights_only) and predicts both targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from hybridmat.data.records import StructureRecord
+from hybridmat.data.writers import write_structure_table
+from hybridmat.data.sources import open_source
+from hybridmat.predict import PRETRAINED_DIR, predict_source, pretrained_checkpoints
+from tests.conftest import perovskite, rocksalt
+
+
+def test_pretrained_checkpoints_are_small_and_load_weights_only() -> None:
+    paths = pretrained_checkpoints()
+    assert len(paths) >= 2
+    assert sum(p.stat().st_size for p in paths) <= 10 * 1024 * 1024
+    for path in paths:
+        state = torch.load(path, weights_only=True)
+        assert state["target_names"] == ["e_form", "band_gap"]
+    card = (PRETRAINED_DIR / "MODEL_CARD.md").read_text()
+    assert "hybridmat train jobs/pretrained.yaml" in card
+    assert json.loads((PRETRAINED_DIR / "metrics.json").read_text())["sizes"]["train"] == 29392
+
+
+def test_pretrained_ensemble_predicts_plausible_values(tmp_path: Path) -> None:
+    source = tmp_path / "in.parquet"
+    write_structure_table([StructureRecord("nacl", rocksalt()), StructureRecord("srtio3", perovskite())], source)
+    counts = predict_source(open_source(str(source)), pretrained_checkpoints(), tmp_path / "pred.parquet")
+    assert counts == {"inputs": 2, "predicted": 2, "errors": 0}
+    rows = {r["id"]: r for r in pq.read_table(tmp_path / "pred.parquet").to_pylist()}
+    # DFT (MP): NaCl e_form ≈ -2.1 eV/atom, gap ≈ 5 eV; SrTiO3 e_form ≈ -3.5 eV/atom, gap ≈ 1.8 eV.
+    assert -3.0 < rows["nacl"]["e_form_mean"] < -1.2 and rows["nacl"]["band_gap_mean"] > 2.5
+    assert -4.3 < rows["srtio3"]["e_form_mean"] < -2.7
+    assert all(np.isfinite(r["e_form_std"]) and r["e_form_std"] >= 0 for r in rows.values())
