@@ -192,6 +192,7 @@ class FeatureStore:
     path: Path
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))  # accept str paths too
         manifest = read_manifest(self.path)
         if manifest is None:
             raise FileNotFoundError(f"{self.path} is not a feature store (no {MANIFEST}); run `hybridmat featurize` first")
