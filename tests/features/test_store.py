@@ -52,7 +52,7 @@ def test_store_counts_and_shards(table: Path, tmp_path: Path) -> None:
     assert manifest["status"] == "complete"
     assert manifest["schema_version"] == 1
     assert manifest["featurizer"]["composition"] == "magpie"
-    store = FeatureStore(tmp_path / "store")
+    store = FeatureStore(str(tmp_path / "store"))  # str paths work as well as Path
     assert store.read_table(["id"]).column("id").to_pylist() == [f"r-{i}" for i in range(25)]
     assert store.errors().num_rows == 0
     assert not list((tmp_path / "store").rglob("*.tmp"))
