@@ -104,12 +104,30 @@ def fit_rf(data: SplitData, hyper: Mapping[str, Any], output: Path | None) -> Fi
     if output is not None:
         model.save(Path(output) / "rf.joblib")
 
+    nodes = sum(tree.tree_.node_count for forest in model.forests for tree in forest.estimators_)
+    return Fitted(RF_NAME, rf_predictor(model), seconds, 0, {"tree_nodes": int(nodes)})
+
+
+def rf_predictor(model: RandomForestModel) -> Callable[[CrystalDataset], tuple[np.ndarray, np.ndarray]]:
+    """``dataset -> (mean, per-tree std)`` of a forest on the dataset's composition features."""
+
     def predict(dataset: CrystalDataset) -> tuple[np.ndarray, np.ndarray]:
         X = dataset.batch.composition
         return model.predict(X), model.predict_std(X)
 
-    nodes = sum(tree.tree_.node_count for forest in model.forests for tree in forest.estimators_)
-    return Fitted(RF_NAME, predict, seconds, 0, {"tree_nodes": int(nodes)})
+    return predict
+
+
+def late_fusion_predictor(
+    rf: Fitted, gnn: Fitted, fusion: LateFusion
+) -> Callable[[CrystalDataset], tuple[np.ndarray, np.ndarray]]:
+    """``dataset -> (fused mean, graph model's std)``."""
+
+    def predict(dataset: CrystalDataset) -> tuple[np.ndarray, np.ndarray]:
+        (rf_mean, _), (gnn_mean, gnn_std) = rf.predict(dataset), gnn.predict(dataset)
+        return fusion.predict(rf_mean, gnn_mean), gnn_std
+
+    return predict
 
 
 def fit_torch(
@@ -161,12 +179,7 @@ def fit_late_fusion(rf: Fitted, gnn: Fitted, data: SplitData, method: str = "alp
     rf_val, gnn_val = rf.predict(data.val)[0], gnn.predict(data.val)[0]
     fusion = LateFusion(method).fit(rf_val, gnn_val, data.val.targets.numpy())
     seconds = rf.train_seconds + gnn.train_seconds + time.perf_counter() - started
-
-    def predict(dataset: CrystalDataset) -> tuple[np.ndarray, np.ndarray]:
-        (rf_mean, _), (gnn_mean, gnn_std) = rf.predict(dataset), gnn.predict(dataset)
-        return fusion.predict(rf_mean, gnn_mean), gnn_std
-
-    return Fitted("late_fusion", predict, seconds, gnn.parameters, {"fusion": fusion.as_dict(), "graph_model": gnn.name})
+    return Fitted("late_fusion", late_fusion_predictor(rf, gnn, fusion), seconds, gnn.parameters, {"fusion": fusion.as_dict(), "graph_model": gnn.name})
 
 
 def evaluate(fitted: Fitted, dataset: CrystalDataset, model_label: str | None = None) -> tuple[list[dict], np.ndarray, np.ndarray]:

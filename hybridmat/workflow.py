@@ -14,7 +14,7 @@ from hybridmat.config import JobConfig
 from hybridmat.data.sources import open_source
 from hybridmat.experiment import (
     CATEGORIES, Fitted, SplitData, evaluate, fit_late_fusion, fit_rf, fit_torch, is_torch_model,
-    load_split_data, split_ids, write_json, write_predictions,
+    late_fusion_predictor, load_split_data, rf_predictor, split_ids, write_json, write_predictions,
 )
 from hybridmat.features.pipeline import featurize_to_store
 from hybridmat.features.store import FeatureStore
@@ -90,18 +90,13 @@ def load_fitted(name: str, output: Path) -> Fitted:
     """A model trained earlier by :func:`fit_by_name` into ``output``, ready to predict."""
     if name == RF_NAME:
         model = RandomForestModel.load(output / "rf.joblib")
-        return Fitted(RF_NAME, lambda d: (model.predict(d.batch.composition), model.predict_std(d.batch.composition)), 0.0, 0)
+        return Fitted(RF_NAME, rf_predictor(model), 0.0, 0)
     if name == "late_fusion":
         details = json.loads((output / "late_fusion.json").read_text())
         rf, gnn = load_fitted(RF_NAME, output / "rf"), load_fitted(details["graph_model"], output / details["graph_model"])
         fusion = LateFusion(details["fusion"]["method"], np.asarray(details["fusion"]["alpha"]),
                             np.asarray(details["fusion"]["weights"]))
-
-        def predict(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
-            (rf_mean, _), (gnn_mean, gnn_std) = rf.predict(dataset), gnn.predict(dataset)
-            return fusion.predict(rf_mean, gnn_mean), gnn_std
-
-        return Fitted(name, predict, 0.0, gnn.parameters, details)
+        return Fitted(name, late_fusion_predictor(rf, gnn, fusion), 0.0, gnn.parameters, details)
     checkpoints = sorted(output.glob("member-*/best.pt"))
     if not checkpoints:
         raise FileNotFoundError(f"no trained {name} in {output} (member-*/best.pt); run `hybridmat train` first")
