@@ -105,6 +105,7 @@ def evaluate(
     from hybridmat.workflow import job_split_data, load_fitted
 
     job = load_job(job_file)
+    job.require("evaluate", "data", "model")
     if matbench:
         from hybridmat.matbench_eval import run_matbench
 

@@ -1,4 +1,4 @@
-"""Job files: one validated YAML schema for training, read with ``yaml.safe_load``.
+"""Job files: one validated YAML schema for training, tuning and screening, read with ``yaml.safe_load``.
 
 Unknown keys and wrong types fail before any work starts, with the key's path and the allowed keys or
 values. Relative paths in a job file are resolved against the job file's own directory, so a job runs
@@ -8,7 +8,7 @@ the same from any working directory (and on a cluster node with the repository c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -81,16 +81,77 @@ class TrainSection(Section):
     loss_lambdas: list[float] | None = None
 
 
+class ScreenSection(Section):
+    """``hybridmat screen JOB.yaml``: stream a source through an ensemble into prediction shards."""
+
+    source: str = Field(description="Source string of the candidates (a table, CIF directory, candidates:..., mp:...)")
+    models: list[str] | None = Field(None, description="Ensemble member checkpoints (default: the shipped ensemble)")
+    out: str = Field("runs/screen", description="Predictions directory (Parquet shards + errors + manifest)")
+    shard_size: int = Field(500, ge=1, description="Input rows per prediction shard")
+    featurize_workers: int | None = Field(None, ge=1, description="Featurization actors (default: CPUs minus one)")
+    inference_workers: int = Field(1, ge=1, description="Inference actors, each holding the whole ensemble")
+
+
+class SearchDimension(Section):
+    """One searched value: exactly one of the distributions."""
+
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = Field(None, description="Integers in [low, high)")
+
+    @field_validator("loguniform")
+    @classmethod
+    def _positive(cls, bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+        if bounds is not None and min(bounds) <= 0:
+            raise ValueError(f"loguniform bounds must be positive, got {bounds}")
+        return bounds
+
+    def model_post_init(self, context: Any) -> None:
+        given = [name for name in ("choice", "uniform", "loguniform", "randint") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of choice, uniform, loguniform, randint (got {given or 'none'})")
+
+
+class TuneSection(Section):
+    """``hybridmat tune JOB.yaml``: a Ray Tune search over dotted job-file keys."""
+
+    space: dict[str, SearchDimension] = Field(
+        description="Dotted job keys to search, e.g. train.lr, model.hyper.hidden, model.hyper.alpha, train.loss_lambdas"
+    )
+    num_samples: int = Field(8, ge=1, description="Number of trials")
+    max_epochs: int | None = Field(None, ge=1, description="Epochs per trial (default: train.epochs)")
+    grace_period: int = Field(2, ge=1, description="ASHA: epochs before a trial may be stopped")
+    reduction_factor: int = Field(3, ge=2, description="ASHA reduction factor")
+    searcher: Literal["auto", "random", "optuna"] = Field(
+        "auto", description="optuna when the optuna package is installed (auto) or required; else random"
+    )
+    max_concurrent: int | None = Field(None, ge=1, description="Trials running at once (default: as resources allow)")
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+    storage: str = Field("runs/tune", description="Ray Tune storage path; an interrupted search resumes from it")
+    best_job: str | None = Field(None, description="Where to write the best configuration as a job file "
+                                                   "(default: <storage>/<name>/best.yaml)")
+
+
 class JobConfig(Section):
-    """A whole job file."""
+    """A whole job file: ``data`` + ``model`` for train/evaluate/tune, ``screen`` for screening."""
 
     name: str = "job"
-    data: DataSection
+    data: DataSection | None = None
     features: FeaturesSection = FeaturesSection()
-    model: ModelSection
+    model: ModelSection | None = None
     train: TrainSection = TrainSection()
     ensemble: int = Field(1, ge=1, description="Number of ensemble members (different seeds)")
     output: str = Field("runs/train", description="Output directory for checkpoints and reports")
+    tune: TuneSection | None = None
+    screen: ScreenSection | None = None
+
+    def require(self, command: str, *sections: str) -> None:
+        """Raise :class:`JobFileError` naming the sections ``command`` needs that the job file lacks."""
+        missing = [name for name in sections if getattr(self, name) is None]
+        if missing:
+            raise JobFileError(f"job {self.name!r}: `hybridmat {command}` needs the section(s) {missing} in the job file")
 
 
 class JobFileError(ValueError):
@@ -100,13 +161,25 @@ class JobFileError(ValueError):
 def _allowed_keys(location: tuple[Any, ...]) -> list[str]:
     """Field names of the section at ``location`` (the parent of the offending key)."""
     model: type[BaseModel] = JobConfig
-    for part in location:
-        field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+    parts = list(location)
+    while parts:
+        field = model.model_fields.get(str(parts.pop(0)))
+        annotation = _section_type(getattr(field, "annotation", None))
+        if annotation is None and get_origin(getattr(field, "annotation", None)) is dict and parts:
+            parts.pop(0)  # a mapping key such as a tune.space entry
+            annotation = _section_type(get_args(field.annotation)[1])
+        if annotation is None:
             return sorted(model.model_fields)
         model = annotation
     return sorted(model.model_fields)
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    """The section class of an annotation such as ``DataSection`` or ``DataSection | None``."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _describe(error: ValidationError) -> str:
@@ -129,14 +202,23 @@ def parse_job(data: dict[str, Any], base: Path | None = None) -> JobConfig:
         raise JobFileError(_describe(error)) from None
     if base is None:
         return job
-    return job.model_copy(update={
-        "data": job.data.model_copy(update={
+    update: dict[str, Any] = {"output": _resolve(job.output, base)}
+    if job.data is not None:
+        update["data"] = job.data.model_copy(update={
             "source": _resolve(job.data.source, base),
             "splits": _resolve(job.data.splits, base),
             "store": _resolve(job.data.store, base),
-        }),
-        "output": _resolve(job.output, base),
-    })
+        })
+    if job.tune is not None:
+        update["tune"] = job.tune.model_copy(update={
+            "storage": _resolve(job.tune.storage, base), "best_job": _resolve(job.tune.best_job, base),
+        })
+    if job.screen is not None:
+        update["screen"] = job.screen.model_copy(update={
+            "source": _resolve(job.screen.source, base), "out": _resolve(job.screen.out, base),
+            "models": None if job.screen.models is None else [_resolve(m, base) for m in job.screen.models],
+        })
+    return job.model_copy(update=update)
 
 
 def _resolve(value: str | None, base: Path) -> str | None:

@@ -48,6 +48,7 @@ README): predictions inherit PBE's band-gap underestimate and MP's correction sc
 
 def export_model(job: JobConfig, dest: Path, command: str) -> list[Path]:
     """Copy ``member-k/best.pt`` of the job's output to ``dest/member-k.pt`` and write the model card."""
+    job.require("export", "data", "model")
     output = Path(job.output)
     metrics = json.loads((output / "metrics.json").read_text())
     checkpoints = sorted(output.glob("member-*/best.pt"))

@@ -117,6 +117,7 @@ def job_split_data(job: JobConfig, progress: bool = True) -> SplitData:
 
 def run_train_job(job: JobConfig, progress: bool = True, log: Callable[[str], None] | None = None) -> JobResult:
     """Run a training job end to end; write metrics, predictions and a parity plot to ``job.output``."""
+    job.require("train", "data", "model")
     output = Path(job.output)
     output.mkdir(parents=True, exist_ok=True)
     data = job_split_data(job, progress)

@@ -1,0 +1,99 @@
+"""Starting or joining Ray: the embedded local cluster by default, a real cluster by address.
+
+``ray_session()`` with no address (and no ``RAY_ADDRESS``) starts Ray inside this process: dashboard
+off (or bound to 127.0.0.1 when asked for), object store sized to the machine's free memory. With an
+address (``HOST:PORT`` of a GCS, ``ray://HOST:PORT`` of a Ray Client server, or ``auto``) it joins that
+cluster; an address that does not answer fails within seconds, naming the address.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlparse
+
+import psutil
+
+LOCAL = "local"
+#: Share of the available memory the embedded cluster's object store may use, and its cap.
+OBJECT_STORE_SHARE = 0.3
+OBJECT_STORE_CAP = 8 << 30
+CONNECT_TIMEOUT_S = 5.0
+
+
+class RayUnreachableError(ConnectionError):
+    """A Ray address that does not accept connections."""
+
+
+def resolve_address(address: str | None) -> str | None:
+    """``address``, else ``RAY_ADDRESS``; ``None`` (or ``local``) means the embedded local cluster."""
+    chosen = address or os.environ.get("RAY_ADDRESS") or None
+    return None if chosen in (None, LOCAL) else chosen
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise :class:`RayUnreachableError` unless ``address`` (``[ray://|http://]HOST:PORT``) accepts a TCP
+    connection within ``timeout`` seconds. ``auto`` is left to Ray, which finds the local head itself."""
+    if address == "auto":
+        return
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if parsed.hostname is None or parsed.port is None:
+        raise ValueError(f"Ray address {address!r} is not HOST:PORT, ray://HOST:PORT or http://HOST:PORT")
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout):
+            pass
+    except OSError as error:
+        raise RayUnreachableError(
+            f"cannot reach Ray at {address} ({error.strerror or error}); start the cluster first "
+            f"(`ray start --head`) or run locally without --address / RAY_ADDRESS"
+        ) from None
+
+
+def object_store_bytes() -> int:
+    """Object-store size for the embedded cluster: a share of the memory available now, capped."""
+    return int(min(OBJECT_STORE_SHARE * psutil.virtual_memory().available, OBJECT_STORE_CAP))
+
+
+@contextmanager
+def ray_session(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    dashboard: bool = False,
+    dashboard_host: str = "127.0.0.1",
+) -> Iterator[None]:
+    """Ray for the duration of the block: joins ``address`` / ``RAY_ADDRESS`` or starts a local cluster.
+
+    If Ray is already initialised (a test module's session, a Ray job's driver) it is used as is and
+    left running. ``num_cpus``/``num_gpus`` size the local cluster only.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    target = resolve_address(address)
+    options = {"logging_level": logging.WARNING, "configure_logging": True, "log_to_driver": True}
+    if target is None:
+        ray.init(
+            num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard, dashboard_host=dashboard_host,
+            object_store_memory=object_store_bytes(), **options,
+        )
+    else:
+        check_reachable(target)
+        ray.init(address=target, **options)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def cluster_gpus() -> float:
+    """GPUs in the connected cluster (0 on CPU-only machines)."""
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0.0))
