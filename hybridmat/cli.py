@@ -61,6 +61,8 @@ def featurize(
     shard_size: Annotated[int, typer.Option(help="Input rows per Parquet shard.")] = DEFAULT_SHARD_SIZE,
     allow_missing_targets: Annotated[bool, typer.Option(help="Keep rows with a missing target (stored as NaN).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a store made from another input or settings.")] = False,
+    workers: Annotated[int | None, typer.Option(min=1, help="Ray actors featurizing shards in parallel (default: one process, no Ray).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join with --workers (default: RAY_ADDRESS, else a local Ray).")] = None,
 ) -> None:
     """Featurize a source into a Parquet feature store (resumable; bad rows go to errors.parquet)."""
     try:
@@ -68,10 +70,16 @@ def featurize(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     started = time.perf_counter()
-    manifest = featurize_to_store(
-        open_source(source), out, spec=source, settings=settings, shard_size=shard_size,
-        require_targets=not allow_missing_targets, overwrite=overwrite,
-    )
+    options = dict(spec=source, settings=settings, shard_size=shard_size, require_targets=not allow_missing_targets,
+                   overwrite=overwrite)
+    if workers is None:
+        manifest = featurize_to_store(open_source(source), out, **options)
+    else:
+        from hybridmat.distributed.featurize import featurize_with_ray
+        from hybridmat.distributed.runtime import ray_session
+
+        with ray_session(address):
+            manifest = featurize_with_ray(open_source(source), out, workers=workers, **options)
     console.print(store_summary(out, manifest, time.perf_counter() - started))
 
 
@@ -193,6 +201,19 @@ def bench_featurize(
     from hybridmat.bench.featurize import run_featurize_benchmark
 
     run_featurize_benchmark(n=n, json_path=json_path, data_path=data, console=console, command=invocation())
+
+
+@bench_app.command("distributed")
+def bench_distributed(
+    n: Annotated[int, typer.Option("--n", help="Number of real MP structures to featurize.")] = 12000,
+    shard_size: Annotated[int, typer.Option(help="Rows per shard (one actor call).")] = 500,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON here.")] = None,
+    data: Annotated[Path | None, typer.Option(help="mp_cgcnn36k.parquet (default: ../shared/data/...).")] = None,
+) -> None:
+    """Featurization with 1 and 2 Ray workers vs the single-process path, measured in this run."""
+    from hybridmat.bench.distributed import run_distributed_benchmark
+
+    run_distributed_benchmark(n, shard_size, json_path, data, console, invocation())
 
 
 @bench_app.command("models")

@@ -95,10 +95,17 @@ class ScreenSection(Section):
 class SearchDimension(Section):
     """One searched value: exactly one of the distributions."""
 
-    choice: list[Any] | None = None
+    choice: list[Any] | None = Field(None, min_length=1)
     uniform: tuple[float, float] | None = None
     loguniform: tuple[float, float] | None = None
     randint: tuple[int, int] | None = Field(None, description="Integers in [low, high)")
+
+    @field_validator("uniform", "loguniform", "randint")
+    @classmethod
+    def _ordered(cls, bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"bounds are [low, high] with low < high, got {list(bounds)}")
+        return bounds
 
     @field_validator("loguniform")
     @classmethod

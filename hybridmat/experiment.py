@@ -173,11 +173,14 @@ def epoch_logger(log: Callable[[str], None], name: str, member: int) -> Callable
     return report
 
 
-def fit_late_fusion(rf: Fitted, gnn: Fitted, data: SplitData, method: str = "alpha") -> Fitted:
-    """α·RF + (1−α)·GNN (or stacking) fitted on the parents' VALIDATION predictions."""
+def fit_late_fusion(
+    rf: Fitted, gnn: Fitted, data: SplitData, method: str = "alpha", alpha: float | None = None
+) -> Fitted:
+    """α·RF + (1−α)·GNN (or stacking) fitted on the parents' VALIDATION predictions; a given ``alpha``
+    (the job's ``model.hyper.alpha``, e.g. a tuned value) is used as is instead of the grid search."""
     started = time.perf_counter()
     rf_val, gnn_val = rf.predict(data.val)[0], gnn.predict(data.val)[0]
-    fusion = LateFusion(method).fit(rf_val, gnn_val, data.val.targets.numpy())
+    fusion = LateFusion(method, fixed_alpha=alpha).fit(rf_val, gnn_val, data.val.targets.numpy())
     seconds = rf.train_seconds + gnn.train_seconds + time.perf_counter() - started
     return Fitted("late_fusion", late_fusion_predictor(rf, gnn, fusion), seconds, gnn.parameters, {"fusion": fusion.as_dict(), "graph_model": gnn.name})
 

@@ -76,7 +76,7 @@ def fit_by_name(name: str, hyper: dict[str, Any], data: SplitData, config: Train
         rf = fit_rf(data, hyper.get("rf", {}), output / "rf")
         gnn = fit_by_name(graph_name, hyper.get("graph_hyper", {}), data, config, members, output / graph_name,
                           featurizer_settings, log)
-        fused = fit_late_fusion(rf, gnn, data, hyper.get("method", "alpha"))
+        fused = fit_late_fusion(rf, gnn, data, hyper.get("method", "alpha"), hyper.get("alpha"))
         write_json(output / "late_fusion.json", fused.details)
         return fused
     if not is_torch_model(name):

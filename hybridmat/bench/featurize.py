@@ -24,7 +24,8 @@ from rich.table import Table
 
 from hybridmat.bench.data import default_mp_parquet, sample_rows
 from hybridmat.features.featurizer import FeaturizerSettings, featurize_records
-from hybridmat.features.graph import build_crystal_graph, to_pyg
+from hybridmat.features.graph import build_crystal_graph
+from hybridmat.features.pyg import to_pyg
 from hybridmat.features.magpie import MagpieFeaturizer
 from hybridmat.data.records import StructureRecord
 

@@ -203,8 +203,18 @@ class CandidateSource(Source):
         self.n, self.seed, self.charge_balanced = n, seed, charge_balanced
 
     def __iter__(self) -> Iterator[StructureRecord]:
-        for pick in _select(self.elements, self.prototypes, self.n, self.seed, self.charge_balanced):
-            yield _record(pick)
+        return self.iter_range(0, self.count())
+
+    def _picks(self) -> list[_Pick]:
+        return _select(self.elements, self.prototypes, self.n, self.seed, self.charge_balanced)
+
+    def count(self) -> int:
+        """Number of candidates (the pool is enumerated without building structures)."""
+        return len(self._picks())
+
+    def iter_range(self, start: int, stop: int) -> Iterator[StructureRecord]:
+        """Candidates ``start`` to ``stop - 1``, built lazily (a Ray worker builds only its shard)."""
+        return (_record(pick) for pick in self._picks()[start:stop])
 
     def fingerprint(self) -> str:
         """Digest of the normalised arguments, the rules version and pymatgen's version (its data tables)."""

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from hybridmat.features.columns import table_to_batch
 from hybridmat.features.featurizer import FeatureBatch
-from hybridmat.features.graph import CrystalGraphData, to_pyg
+from hybridmat.features.pyg import CrystalGraphData, to_pyg
 from hybridmat.features.store import FeatureStore
 
 

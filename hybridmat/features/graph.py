@@ -50,13 +50,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
 
+import sys
+from typing import Any
+
 import numpy as np
-import torch
 from pymatgen.core import Structure
 from pymatgen.optimization.neighbors import find_points_in_spheres
-from torch_geometric.data import Data
 
-from hybridmat.features.atom_features import atom_features
 
 SELF_TOL = 1e-8
 TIE_TOL = 1e-4
@@ -182,12 +182,12 @@ def build_crystal_graph(structure: Structure, cutoff: float = 8.0, max_neighbors
 
 
 def gaussian_expansion(
-    distances: np.ndarray | torch.Tensor,
+    distances: Any,
     start: float = 0.0,
     stop: float = 8.0,
     step: float = 0.2,
     width: float | None = None,
-) -> np.ndarray | torch.Tensor:
+) -> Any:
     """CGCNN Gaussian basis ``exp(-(d - mu_k)^2 / width^2)``, ``mu_k = start, start + step, ..., stop``.
 
     The defaults give 41 centres over [0, 8] Å. ``width`` defaults to ``step``, as CGCNN's
@@ -197,7 +197,9 @@ def gaussian_expansion(
     """
     n_centres = int(round((stop - start) / step)) + 1
     width = step if width is None else width
-    if isinstance(distances, torch.Tensor):
+    if _is_tensor(distances):
+        import torch
+
         centres = torch.linspace(start, stop, n_centres, dtype=distances.dtype, device=distances.device)
         return torch.exp(-(((distances.unsqueeze(-1) - centres) / width) ** 2))
     centres = np.linspace(start, stop, n_centres, dtype=np.float32)
@@ -205,37 +207,7 @@ def gaussian_expansion(
     return np.exp(-(diff**2))
 
 
-class CrystalGraphData(Data):
-    """PyG ``Data`` whose ``line_edge_index`` (indices into edges) increments by ``num_edges`` in a batch."""
-
-    def __inc__(self, key: str, value: object, *args: object, **kwargs: object) -> object:
-        if key == "line_edge_index":
-            return self.edge_index.size(1)
-        return super().__inc__(key, value, *args, **kwargs)
-
-
-def to_pyg(graph: CrystalGraph, *, line_graph: bool = False, distance_step: float = 0.2) -> CrystalGraphData:
-    """Tensors for PyG: ``x`` (N, 92), ``atomic_numbers``, ``edge_index``, ``edge_attr``, ``edge_vec``.
-
-    ``edge_attr`` is :func:`gaussian_expansion` of the distances over [0, 8] Å with ``distance_step``
-    (41 columns by default). With ``line_graph=True`` the ALIGNN fields are added:
-    ``line_edge_index`` (2, T) int64 indexing edges and ``angle_cos`` (T,) float32. The angle basis is
-    left to the model (``angle_rbf(data.angle_cos)`` accepts tensors): stored per structure it would be
-    T x 40 floats, about 12 times the size of ``edge_attr``.
-    """
-    data = CrystalGraphData(
-        x=torch.from_numpy(atom_features(graph.atomic_numbers)),
-        atomic_numbers=torch.tensor(graph.atomic_numbers),
-        edge_index=torch.tensor(graph.edge_index),
-        edge_attr=torch.from_numpy(gaussian_expansion(graph.distances, step=distance_step)),
-        edge_vec=torch.tensor(graph.edge_vec),
-        num_nodes=graph.num_nodes,
-    )
-    if line_graph:
-        # Imported here because line_graph.py builds on CrystalGraph from this module.
-        from hybridmat.features.line_graph import build_line_graph
-
-        lg = build_line_graph(graph)
-        data.line_edge_index = torch.from_numpy(lg.edge_index)
-        data.angle_cos = torch.from_numpy(lg.cos_angle)
-    return data
+def _is_tensor(value: object) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch (featurization runs without it)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +50,35 @@ def featurize_shard(
     return batch_to_table(batch), sorted(errors + featurize_errors, key=lambda pair: pair[0]), count
 
 
-def pending_shards(source: Source, shard_size: int, done: set[int]) -> Iterator[tuple[int, Iterable[SourceItem]]]:
-    """``(shard index, items)`` for every shard not in ``done``.
+@dataclass(frozen=True)
+class ShardInput:
+    """One shard of input rows: ``start``..``stop - 1`` of the source, or its ``items`` already read.
 
-    When the source knows its length it seeks straight to each pending shard; otherwise it is read
-    through once and finished shards are skipped.
+    A source that can seek is read where the shard is processed (a Ray worker reads only its rows);
+    one that cannot is read through once by the caller, which then hands over the items.
+    """
+
+    shard: int
+    start: int
+    stop: int
+    items: list[SourceItem] | None = None
+
+    def read(self, source: Source) -> Iterable[SourceItem]:
+        """The shard's items."""
+        return self.items if self.items is not None else source.iter_range(self.start, self.stop)
+
+
+def pending_shards(source: Source, shard_size: int, done: set[int]) -> Iterator[ShardInput]:
+    """Every shard not in ``done``, in order.
+
+    When the source knows its length each pending shard is a row range; otherwise the source is read
+    through once, finished shards are skipped and the others carry their items.
     """
     total = source.count()
     if total is not None:
         for shard in range(-(-total // shard_size)):
             if shard not in done:
-                yield shard, source.iter_range(shard * shard_size, min(total, (shard + 1) * shard_size))
+                yield ShardInput(shard, shard * shard_size, min(total, (shard + 1) * shard_size))
         return
     iterator = iter(source)
     for shard in itertools.count():
@@ -67,7 +86,28 @@ def pending_shards(source: Source, shard_size: int, done: set[int]) -> Iterator[
         if not items:
             return
         if shard not in done:
-            yield shard, items
+            yield ShardInput(shard, shard * shard_size, shard * shard_size + len(items), items)
+
+
+def open_store(source: Source, out: Path, spec: str, settings: FeaturizerSettings, shard_size: int,
+               overwrite: bool) -> tuple[dict[str, Any], set[int]]:
+    """Start (or reopen) the store at ``out`` for ``source``; return its manifest and the finished shards."""
+    manifest = start_manifest(
+        out,
+        source={"spec": spec, "description": source.describe(), "fingerprint": source.fingerprint()},
+        settings=settings.as_dict(),
+        composition_labels=composition_featurizer(settings.composition).feature_labels(),
+        target_names=list(source.targets),
+        shard_size=shard_size,
+        overwrite=overwrite,
+    )
+    return manifest, completed_shards(out)
+
+
+def progress_bar(label: str, enabled: bool) -> Progress:
+    """A transient rich progress bar (count, elapsed) used by every sharded stage."""
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    return Progress(*columns, disable=not enabled, transient=True)
 
 
 def featurize_to_store(
@@ -88,25 +128,15 @@ def featurize_to_store(
     """
     settings = settings or FeaturizerSettings()
     out = Path(out)
-    manifest = start_manifest(
-        out,
-        source={"spec": spec, "description": source.describe(), "fingerprint": source.fingerprint()},
-        settings=settings.as_dict(),
-        composition_labels=composition_featurizer(settings.composition).feature_labels(),
-        target_names=list(source.targets),
-        shard_size=shard_size,
-        overwrite=overwrite,
-    )
-    done = completed_shards(out)
+    manifest, done = open_store(source, out, spec, settings, shard_size, overwrite)
     total = source.count()
-    columns = [TextColumn("featurize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, disable=not progress, transient=True) as bar:
+    with progress_bar("featurize", progress) as bar:
         task = bar.add_task("featurize", total=total)
         bar.update(task, completed=min(len(done) * shard_size, total or 0))
-        for shard, items in pending_shards(source, shard_size, done):
+        for shard in pending_shards(source, shard_size, done):
             table, errors, count = featurize_shard(
-                items, shard * shard_size, settings, tuple(source.targets), require_targets
+                shard.read(source), shard.start, settings, tuple(source.targets), require_targets
             )
-            write_shard(out, shard, table, errors)
+            write_shard(out, shard.shard, table, errors)
             bar.advance(task, count)
     return finalize_store(out, manifest)

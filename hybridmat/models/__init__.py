@@ -4,4 +4,6 @@ Importing this package registers the torch models with :func:`~hybridmat.models.
 The random forest is not a torch model: it is dispatched by :data:`~hybridmat.models.rf.RF_NAME`.
 """
 
-from hybridmat.models import alignn, cgcnn, fusion, multitask  # noqa: F401  (register the torch models)
+from hybridmat.models import (  # noqa: F401  (register the torch models)
+    alignn, alignn_simple, cgcnn, fusion, multitask, multitask_gat,
+)

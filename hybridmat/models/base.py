@@ -2,7 +2,7 @@
 
 A model is built from a small config (``build_model(name, n_targets=..., composition_dim=..., **hyper)``),
 keeps that config in ``model.config`` so a checkpoint can rebuild it, and maps a PyG ``Batch`` of
-:class:`~hybridmat.features.graph.CrystalGraphData` to a ``(num_graphs, n_targets)`` tensor of
+:class:`~hybridmat.features.pyg.CrystalGraphData` to a ``(num_graphs, n_targets)`` tensor of
 predictions in *normalised* target units (the trainer owns target normalisation).
 
 Batch fields available to ``forward``: ``x`` (N, 92) atom features, ``edge_index`` (2, E) with row 0 =

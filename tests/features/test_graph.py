@@ -19,8 +19,8 @@ from hybridmat.features.graph import (
     CrystalGraph,
     build_crystal_graph,
     gaussian_expansion,
-    to_pyg,
 )
+from hybridmat.features.pyg import to_pyg
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

@@ -48,3 +48,15 @@ def test_unknown_method_and_predict_before_fit() -> None:
         LateFusion("median")
     with pytest.raises(RuntimeError, match="validation"):
         LateFusion().predict(np.zeros((2, 1)), np.zeros((2, 1)))
+
+
+def test_fixed_alpha_is_kept_and_stacking_still_fitted() -> None:
+    _, (rf_val, gnn_val, y_val) = _case()
+    fixed = LateFusion("alpha", fixed_alpha=0.7).fit(rf_val, gnn_val, y_val)
+    assert fixed.alpha.tolist() == [0.7]  # the grid search would pick < 0.2 here
+    np.testing.assert_allclose(fixed.predict(rf_val, gnn_val), 0.7 * rf_val + 0.3 * gnn_val)
+    assert fixed.as_dict()["fixed_alpha"] == 0.7
+    stacked = LateFusion("stacking", fixed_alpha=0.7).fit(rf_val, gnn_val, y_val)
+    np.testing.assert_allclose(stacked.weights, LateFusion("stacking").fit(rf_val, gnn_val, y_val).weights)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        LateFusion("alpha", fixed_alpha=1.5)

@@ -1,0 +1,109 @@
+"""``hybridmat featurize --workers N``: a pool of Ray actors featurizes shards; the driver writes them.
+
+Each :class:`FeaturizeWorker` loads the element tables once and runs the same
+:func:`~hybridmat.features.pipeline.featurize_shard` as the single-process path on one shard (≥ 100
+rows: small batches lose to a single process) per call. A worker reads its own rows when the source
+can seek, so structures never pass through the driver. The driver keeps at most two shards per worker
+in flight (backpressure), commits each finished shard atomically and finalises the store exactly as
+:func:`~hybridmat.features.pipeline.featurize_to_store` does, so the two paths write identical stores.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from hybridmat.data.source import Source
+from hybridmat.features.featurizer import FeaturizerSettings, composition_featurizer
+from hybridmat.features.pipeline import (
+    DEFAULT_SHARD_SIZE, ShardInput, featurize_shard, open_store, pending_shards, progress_bar,
+)
+from hybridmat.features.store import finalize_store, write_shard
+
+#: Shards in flight per worker: one running, one queued, so a worker never waits on the driver.
+IN_FLIGHT_PER_WORKER = 2
+#: Restart a crashed worker and retry its shard (featurizing a shard is a pure function of its rows).
+FAULT_TOLERANCE = {"max_restarts": -1, "max_task_retries": -1}
+
+
+class FeaturizeWorker:
+    """A Ray actor: the source, the featurizer settings and warm element tables; one shard per call."""
+
+    def __init__(self, source: Source, settings: FeaturizerSettings, target_names: tuple[str, ...],
+                 require_targets: bool) -> None:
+        self.source, self.settings = source, settings
+        self.target_names, self.require_targets = target_names, require_targets
+        composition_featurizer(settings.composition)  # element tables loaded once per actor
+
+    def featurize(self, shard: ShardInput) -> tuple[Any, list, int]:
+        """``(feature table, indexed errors, number of inputs)`` of one shard."""
+        return featurize_shard(shard.read(self.source), shard.start, self.settings, self.target_names,
+                               self.require_targets)
+
+
+def bounded_map(submit: Callable[[ShardInput], ray.ObjectRef], shards: Iterable[ShardInput],
+                limit: int) -> Iterator[tuple[ShardInput, Any]]:
+    """``(shard, result)`` as results finish, with at most ``limit`` shards submitted and unfinished.
+
+    The shard iterator is consumed lazily, so a streaming source is read only as fast as the
+    workers keep up and the driver's memory stays bounded.
+    """
+    running: dict[ray.ObjectRef, ShardInput] = {}
+    iterator = iter(shards)
+    exhausted = False
+    while running or not exhausted:
+        while not exhausted and len(running) < limit:
+            shard = next(iterator, None)
+            if shard is None:
+                exhausted = True
+            else:
+                running[submit(shard)] = shard
+        if running:
+            [ready], _ = ray.wait(list(running), num_returns=1)
+            yield running.pop(ready), ray.get(ready)
+
+
+def featurize_with_ray(
+    source: Source,
+    out: Path,
+    *,
+    spec: str,
+    workers: int,
+    settings: FeaturizerSettings | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    require_targets: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Featurize ``source`` into the store at ``out`` with ``workers`` actors (Ray must be running).
+
+    Same arguments, files and resume behaviour as :func:`~hybridmat.features.pipeline.featurize_to_store`.
+    """
+    settings = settings or FeaturizerSettings()
+    out = Path(out)
+    manifest, done = open_store(source, out, spec, settings, shard_size, overwrite)
+    actor = ray.remote(num_cpus=1, **FAULT_TOLERANCE)(FeaturizeWorker)
+    pool = [actor.remote(source, settings, tuple(source.targets), require_targets) for _ in range(workers)]
+    turns = itertools.cycle(pool)
+
+    def submit(shard: ShardInput) -> ray.ObjectRef:
+        return next(turns).featurize.remote(shard)
+
+    total = source.count()
+    try:
+        with progress_bar(f"featurize ({workers} workers)", progress) as bar:
+            task = bar.add_task("featurize", total=total)
+            bar.update(task, completed=min(len(done) * shard_size, total or 0))
+            for shard, (table, errors, count) in bounded_map(
+                submit, pending_shards(source, shard_size, done), IN_FLIGHT_PER_WORKER * workers
+            ):
+                write_shard(out, shard.shard, table, errors)
+                bar.advance(task, count)
+    finally:
+        for worker in pool:
+            ray.kill(worker)
+    return finalize_store(out, manifest)

@@ -1,0 +1,88 @@
+r"""The "simplified ALIGNN": ALIGNN's embeddings and readout, message passing on the atom graph only.
+
+It exists to measure what the line graph (bond angles) adds: with the same atom and bond embeddings,
+the same number of atom-graph updates, mean pooling and a linear head as
+:class:`~hybridmat.models.alignn.ALIGNN`, the only differences are that there is no line graph (no
+angles, bond features are never updated) and the convolution is
+:class:`~hybridmat.models.layers.mlp_message.MLPMessageConv` (MLP messages, no edge gating).
+
+.. math::
+    \mathbf{x}^{(0)} = \mathrm{MLP}(\mathbf{x}), \quad
+    \mathbf{e} = \mathrm{MLP}(\mathrm{MLP}(\mathrm{RBF}(d_{ij}))), \quad
+    \mathbf{x}^{(l+1)} = \mathrm{MLPMessageConv}(\mathbf{x}^{(l)}, \mathbf{e}), \quad
+    \hat y = W\,\mathrm{mean}_{i \in G}\, \mathbf{x}^{(L)}_i + \mathbf{b}
+
+with ``MLP(a, b) = Linear -> BatchNorm1d -> SiLU`` and ``RBF`` ALIGNN's Gaussian expansion of the bond
+length (``distance_bins`` centres on [0, ``distance_max``]); see :mod:`hybridmat.models.alignn`.
+
+Hyper-parameters: ``hidden`` (256), ``embedding`` (64), ``n_layers`` (8, ALIGNN's 4 ALIGNN + 4 GCN
+atom-graph updates), ``distance_bins`` (80), ``distance_max`` (8.0 Å). To compare with an ALIGNN of
+``alignn_layers + gcn_layers`` atom-graph updates, set ``n_layers`` to that sum.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch import Tensor, nn
+from torch_geometric.nn import global_mean_pool
+
+from hybridmat.features.atom_features import N_ATOM_FEATURES
+from hybridmat.features.graph import gaussian_expansion
+from hybridmat.models.alignn import mlp_layer
+from hybridmat.models.base import PropertyModel, register
+from hybridmat.models.layers.mlp_message import MLPMessageConv
+
+
+@register("alignn_simple")
+class SimpleALIGNN(PropertyModel):
+    """ALIGNN without the line graph; see the module docstring. Output: ``(B, n_targets)``."""
+
+    def __init__(
+        self,
+        *,
+        n_targets: int = 1,
+        composition_dim: int = 0,
+        hidden: int = 256,
+        embedding: int = 64,
+        n_layers: int = 8,
+        distance_bins: int = 80,
+        distance_max: float = 8.0,
+    ) -> None:
+        if n_layers < 1:
+            raise ValueError(f"alignn_simple needs at least one layer, got n_layers={n_layers}")
+        if distance_bins < 2:
+            raise ValueError(f"distance_bins must be >= 2, got {distance_bins}")
+        super().__init__(n_targets=n_targets, composition_dim=composition_dim, hidden=hidden,
+                         embedding=embedding, n_layers=n_layers, distance_bins=distance_bins,
+                         distance_max=distance_max)
+        self.hidden = hidden  # width of embed()
+        self.distance_bins = distance_bins
+        self.distance_max = distance_max
+        self.atom_embedding = mlp_layer(N_ATOM_FEATURES, hidden)
+        self.edge_embedding = nn.Sequential(mlp_layer(distance_bins, embedding), mlp_layer(embedding, hidden))
+        self.convs = nn.ModuleList(MLPMessageConv(hidden) for _ in range(n_layers))
+        self.fc = nn.Linear(hidden, n_targets)
+
+    def reset_parameters(self) -> None:
+        """Reinitialise every learnable layer."""
+        for module in self.modules():
+            if module is not self and isinstance(module, (nn.Linear, nn.BatchNorm1d)):
+                module.reset_parameters()
+
+    def embed(self, batch: Any) -> Tensor:
+        """Pooled crystal embedding ``(num_graphs, hidden)``: the mean of the final atom features."""
+        spacing = self.distance_max / (self.distance_bins - 1)  # ALIGNN's RBFExpansion, as in alignn.py
+        distance_basis = gaussian_expansion(
+            batch.edge_vec.norm(dim=1), 0.0, self.distance_max, spacing, math.sqrt(spacing)
+        )
+        edge_attr = self.edge_embedding(distance_basis)
+        x = self.atom_embedding(batch.x)
+        for conv in self.convs:
+            x = conv(x, batch.edge_index, edge_attr)
+        return global_mean_pool(x, batch.batch, size=batch.num_graphs)
+
+    def forward(self, batch: Any) -> Tensor:
+        """Predictions ``(num_graphs, n_targets)`` in normalised target units."""
+        return self.fc(self.embed(batch))

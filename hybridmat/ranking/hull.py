@@ -1,0 +1,112 @@
+"""Energy above the convex hull of known phases, from (predicted) formation energies per atom.
+
+Reference phases are formula + formation energy per atom (DFT, e.g. the training data); every element
+is added at 0 eV/atom. Candidates are grouped by chemical system and one pymatgen ``PhaseDiagram`` is
+built per system from the reference phases of that system and all its subsystems, so 100k candidates
+need as many hulls as they have distinct systems. ``E_hull = e_form - E_hull_surface(composition)``,
+the ``get_decomp_and_e_above_hull(..., allow_negative=True)`` value: negative below the known hull.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv
+import pyarrow.parquet as pq
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition
+
+#: Formula and formation-energy (eV/atom) column names accepted in a reference table, first match wins.
+FORMULA_COLUMNS = ("formula", "composition", "reduced_formula")
+ENERGY_COLUMNS = ("e_form", "e_form_eV_per_atom", "formation_energy_per_atom")
+
+ChemicalSystem = tuple[str, ...]
+
+
+def chemical_system(composition: Composition) -> ChemicalSystem:
+    """Sorted element symbols, e.g. ``("Li", "O")``."""
+    return tuple(sorted(element.symbol for element in composition.elements))
+
+
+class HullReference:
+    """Known phases, lowest formation energy per reduced composition, indexed by chemical system."""
+
+    def __init__(self, formulas: Iterable[str], e_form: Iterable[float]) -> None:
+        lowest: dict[str, tuple[Composition, float]] = {}
+        for formula, energy in zip(formulas, e_form, strict=True):
+            if formula is None or energy is None or not np.isfinite(energy):
+                continue
+            composition = Composition(formula)
+            key = composition.reduced_formula
+            if key not in lowest or energy < lowest[key][1]:
+                lowest[key] = (composition.reduced_composition, float(energy))
+        self.entries: dict[ChemicalSystem, list[PDEntry]] = defaultdict(list)
+        for composition, energy in lowest.values():
+            self.entries[chemical_system(composition)].append(PDEntry(composition, energy * composition.num_atoms))
+
+    def __len__(self) -> int:
+        return sum(len(entries) for entries in self.entries.values())
+
+    def phase_diagram(self, system: ChemicalSystem) -> PhaseDiagram:
+        """The hull of ``system``: its elements at 0 eV/atom plus every reference phase within it."""
+        entries = [PDEntry(Composition(element), 0.0) for element in system]
+        for size in range(1, len(system) + 1):
+            for subsystem in itertools.combinations(system, size):
+                entries += self.entries.get(subsystem, [])
+        return PhaseDiagram(entries)
+
+    def hull_energies(self, formulas: Sequence[str]) -> np.ndarray:
+        """Formation energy per atom of the hull at each formula's composition (eV/atom)."""
+        compositions = [Composition(formula) for formula in formulas]
+        by_system: dict[ChemicalSystem, list[int]] = defaultdict(list)
+        for i, composition in enumerate(compositions):
+            by_system[chemical_system(composition)].append(i)
+        energies = np.empty(len(compositions))
+        for system, rows in by_system.items():
+            diagram = self.phase_diagram(system)
+            for i in rows:
+                energies[i] = diagram.get_hull_energy_per_atom(compositions[i])
+        return energies
+
+    def e_above_hull(self, formulas: Sequence[str], e_form: Sequence[float]) -> np.ndarray:
+        """``e_form - hull energy`` per row (eV/atom; negative when below the known hull)."""
+        return np.asarray(e_form, dtype=np.float64) - self.hull_energies(formulas)
+
+
+def _column(names: Sequence[str], accepted: Sequence[str], path: Path, what: str) -> str:
+    found = next((name for name in accepted if name in names), None)
+    if found is None:
+        raise ValueError(f"hull reference {path} has no {what} column (one of {list(accepted)}); "
+                         f"its columns are {list(names)}")
+    return found
+
+
+def read_hull_reference(spec: str) -> HullReference:
+    """Reference phases from ``TABLE.parquet`` or ``TABLE.csv``, optionally ``?split=NAME/PART``
+    (ids from ``splits.json`` beside the table, e.g. ``mp_cgcnn36k.parquet?split=full/train``)."""
+    from hybridmat.data.splits import load_splits
+
+    body, _, query = spec.partition("?")
+    options = dict(parse_qsl(query, strict_parsing=bool(query)))
+    if set(options) - {"split"}:
+        raise ValueError(f"hull reference {spec!r}: the only option is split=NAME/PART, got {sorted(options)}")
+    path = Path(body)
+    if not path.is_file():
+        raise FileNotFoundError(f"hull reference {path} not found (give a .parquet or .csv table of known phases)")
+    table = pyarrow.csv.read_csv(path) if path.suffix == ".csv" else pq.read_table(path)
+    formula = _column(table.column_names, FORMULA_COLUMNS, path, "formula")
+    energy = _column(table.column_names, ENERGY_COLUMNS, path, "formation energy (eV/atom)")
+    if "split" in options:
+        name, _, part = options["split"].partition("/")
+        parts = load_splits(path.with_name("splits.json"), name)
+        if part not in parts:
+            raise ValueError(f"hull reference {spec!r}: split {name!r} has parts {sorted(parts)}, not {part!r}")
+        table = table.filter(pc.is_in(table.column("id"), value_set=pa.array(parts[part])))
+    return HullReference(table.column(formula).to_pylist(), table.column(energy).to_pylist())
