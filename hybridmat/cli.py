@@ -161,6 +161,48 @@ def predict(
 
 
 @app.command()
+def screen(
+    source: Annotated[str, typer.Argument(help="A job file with a `screen:` section (JOB.yaml), or a source string.")],
+    out: Annotated[Path | None, typer.Option(help="Predictions directory (default: the job's screen.out, else runs/screen).")] = None,
+    models: Annotated[list[Path] | None, typer.Option(help="Ensemble checkpoints (default: the job's, else the shipped ensemble).")] = None,
+    shard_size: Annotated[int | None, typer.Option(min=1, help="Input rows per prediction shard.")] = None,
+    featurize_workers: Annotated[int | None, typer.Option(min=1, help="Featurization actors (default: CPUs minus inference actors).")] = None,
+    inference_workers: Annotated[int | None, typer.Option(min=1, help="Inference actors, each holding the ensemble.")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a predictions directory made from another input or model.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Stream candidates through featurization and inference actors into Parquet shards (resumable)."""
+    from hybridmat.config import ScreenSection, load_job
+    from hybridmat.distributed.runtime import ray_session
+    from hybridmat.distributed.screen import screen_with_ray
+    from hybridmat.predict import pretrained_checkpoints
+
+    if source.endswith((".yaml", ".yml")):
+        job = load_job(source)
+        job.require("screen", "screen")
+        section = job.screen
+    else:
+        section = ScreenSection(source=source)
+    overrides = {"out": out and str(out), "models": models and [str(m) for m in models], "shard_size": shard_size,
+                 "featurize_workers": featurize_workers, "inference_workers": inference_workers}
+    section = section.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    checkpoints = [Path(m) for m in section.models] if section.models else pretrained_checkpoints()
+    candidates_source = open_source(section.source)  # a bad source fails before Ray starts
+    started = time.perf_counter()
+    with ray_session(address):
+        manifest = screen_with_ray(
+            candidates_source, checkpoints, Path(section.out), spec=section.source,
+            shard_size=section.shard_size, featurize_workers=section.featurize_workers,
+            inference_workers=section.inference_workers, overwrite=overwrite, progress=not quiet,
+        )
+    counts, seconds = manifest["counts"], time.perf_counter() - started
+    console.print(f"{counts['rows']:,} predictions in {counts['shards']} shards -> {section.out}/shards; "
+                  f"{counts['errors']:,} errors -> {section.out}/errors.parquet "
+                  f"({counts['inputs']:,} inputs, {seconds:.1f} s, {counts['inputs'] / seconds:,.0f} inputs/s)")
+
+
+@app.command()
 def report(
     results: Annotated[Path, typer.Argument(help="Benchmark JSON written by `hybridmat bench models --json`.")],
     out: Annotated[Path, typer.Option(help="Directory for comparison.png and table.md.")],

@@ -47,11 +47,12 @@ def model_id(paths: Sequence[Path]) -> str:
     return digest.hexdigest()[:12]
 
 
-def load_ensemble(paths: Sequence[Path]) -> tuple[Ensemble, FeaturizerSettings, dict[str, Any]]:
-    """Members, the featurizer settings they were trained with, and the first member's metadata."""
+def load_ensemble(checkpoints: Sequence[Path | bytes], device: str = "cpu") -> tuple[Ensemble, FeaturizerSettings, dict[str, Any]]:
+    """Members (checkpoint files or their bytes), the featurizer settings they were trained with, and the
+    first member's metadata."""
     members, settings, first_meta = [], set(), None
-    for path in paths:
-        model, normalizer, meta = load_checkpoint(Path(path))
+    for checkpoint in checkpoints:
+        model, normalizer, meta = load_checkpoint(checkpoint, device)
         members.append(Member(model, normalizer))
         settings.add(tuple(sorted((meta.get("featurizer_settings") or {}).items())))
         first_meta = first_meta or meta
@@ -62,10 +63,12 @@ def load_ensemble(paths: Sequence[Path]) -> tuple[Ensemble, FeaturizerSettings, 
 
 
 def predictions_table(ids: list[str], formulas: list[str], n_sites: list[int], target_names: Sequence[str],
-                      mean: np.ndarray, std: np.ndarray, ensemble_id: str) -> pa.Table:
-    """Columns ``id, formula, n_sites, <t>_mean, <t>_std..., model_id``."""
-    columns: dict[str, Any] = {"id": pa.array(ids, type=pa.string()), "formula": pa.array(formulas, type=pa.string()),
-                               "n_sites": pa.array(n_sites, type=pa.int32())}
+                      mean: np.ndarray, std: np.ndarray, ensemble_id: str,
+                      index: Sequence[int] | None = None) -> pa.Table:
+    """Columns ``[index,] id, formula, n_sites, <t>_mean, <t>_std..., model_id`` (``index``: input row)."""
+    columns: dict[str, Any] = {} if index is None else {"index": pa.array(index, type=pa.int64())}
+    columns |= {"id": pa.array(ids, type=pa.string()), "formula": pa.array(formulas, type=pa.string()),
+                "n_sites": pa.array(n_sites, type=pa.int32())}
     for t, name in enumerate(target_names):
         columns[f"{name}_mean"] = mean[:, t].astype(np.float64)
         columns[f"{name}_std"] = std[:, t].astype(np.float64)

@@ -28,6 +28,9 @@ from hybridmat.features.store import finalize_store, write_shard
 IN_FLIGHT_PER_WORKER = 2
 #: Restart a crashed worker and retry its shard (featurizing a shard is a pure function of its rows).
 FAULT_TOLERANCE = {"max_restarts": -1, "max_task_retries": -1}
+#: Errors that mean a shard's work was lost with its actor, worker or node (so it is submitted again).
+LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.WorkerCrashedError,
+        ray.exceptions.NodeDiedError)
 
 
 class FeaturizeWorker:
@@ -45,14 +48,21 @@ class FeaturizeWorker:
                                self.require_targets)
 
 
+def _lost(error: Exception) -> bool:
+    """Whether ``error`` means the work was lost (a dead actor, worker or node), not that it failed."""
+    cause = error.cause if isinstance(error, ray.exceptions.RayTaskError) else error
+    return isinstance(cause, LOST)
+
+
 def bounded_map(submit: Callable[[ShardInput], ray.ObjectRef], shards: Iterable[ShardInput],
-                limit: int) -> Iterator[tuple[ShardInput, Any]]:
+                limit: int, attempts: int = 3) -> Iterator[tuple[ShardInput, Any]]:
     """``(shard, result)`` as results finish, with at most ``limit`` shards submitted and unfinished.
 
     The shard iterator is consumed lazily, so a streaming source is read only as fast as the
-    workers keep up and the driver's memory stays bounded.
+    workers keep up and the driver's memory stays bounded. A shard whose result is lost (beyond Ray's
+    own retries) is submitted again, up to ``attempts`` times in all; a shard that fails is raised.
     """
-    running: dict[ray.ObjectRef, ShardInput] = {}
+    running: dict[ray.ObjectRef, tuple[ShardInput, int]] = {}
     iterator = iter(shards)
     exhausted = False
     while running or not exhausted:
@@ -61,10 +71,19 @@ def bounded_map(submit: Callable[[ShardInput], ray.ObjectRef], shards: Iterable[
             if shard is None:
                 exhausted = True
             else:
-                running[submit(shard)] = shard
-        if running:
-            [ready], _ = ray.wait(list(running), num_returns=1)
-            yield running.pop(ready), ray.get(ready)
+                running[submit(shard)] = (shard, 1)
+        if not running:
+            continue
+        [ready], _ = ray.wait(list(running), num_returns=1)
+        shard, attempt = running.pop(ready)
+        try:
+            result = ray.get(ready)
+        except ray.exceptions.RayError as error:
+            if not _lost(error) or attempt >= attempts:
+                raise
+            running[submit(shard)] = (shard, attempt + 1)
+            continue
+        yield shard, result
 
 
 def featurize_with_ray(

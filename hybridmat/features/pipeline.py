@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from hybridmat.data.records import RecordError, SourceItem, StructureRecord, check_targets
 from hybridmat.data.source import Source
 from hybridmat.features.columns import batch_to_table
-from hybridmat.features.featurizer import FeaturizerSettings, composition_featurizer, featurize_records
+from hybridmat.features.featurizer import FeatureBatch, FeaturizerSettings, composition_featurizer, featurize_records
 from hybridmat.features.store import completed_shards, finalize_store, start_manifest, write_shard
 
 DEFAULT_SHARD_SIZE = 1000
@@ -31,6 +31,18 @@ def featurize_shard(
     require_targets: bool,
 ) -> tuple[Any, list[tuple[int, RecordError]], int]:
     """Featurize one shard's items; return ``(feature table, indexed errors, number of inputs)``."""
+    batch, errors, count = featurize_shard_batch(items, first_index, settings, target_names, require_targets)
+    return batch_to_table(batch), errors, count
+
+
+def featurize_shard_batch(
+    items: Iterable[SourceItem],
+    first_index: int,
+    settings: FeaturizerSettings,
+    target_names: tuple[str, ...] = (),
+    require_targets: bool = False,
+) -> tuple[FeatureBatch, list[tuple[int, RecordError]], int]:
+    """Like :func:`featurize_shard`, with the rows as a :class:`FeatureBatch` (for inference)."""
     records: list[StructureRecord] = []
     positions: list[int] = []
     errors: list[tuple[int, RecordError]] = []
@@ -47,7 +59,7 @@ def featurize_shard(
         records.append(item)
         positions.append(position)
     batch, featurize_errors = featurize_records(records, settings, target_names, positions)
-    return batch_to_table(batch), sorted(errors + featurize_errors, key=lambda pair: pair[0]), count
+    return batch, sorted(errors + featurize_errors, key=lambda pair: pair[0]), count
 
 
 @dataclass(frozen=True)

@@ -90,11 +90,13 @@ def start_manifest(
     target_names: list[str],
     shard_size: int,
     overwrite: bool = False,
+    extra_identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Open a store for writing: check a previous run's manifest matches, or start a fresh one.
 
-    A rerun over the same input and settings keeps its complete shards; anything else raises
-    :class:`StoreMismatchError` unless ``overwrite`` is set, in which case old shards are removed.
+    A rerun over the same input and settings (and ``extra_identity``, e.g. the model of a predictions
+    directory) keeps its complete shards; anything else raises :class:`StoreMismatchError` unless
+    ``overwrite`` is set, in which case old shards are removed.
     """
     directory = Path(directory)
     identity = {
@@ -102,13 +104,14 @@ def start_manifest(
         "featurizer": settings,
         "targets": target_names,
         "shard_size": shard_size,
+        **(extra_identity or {}),
     }
     previous = read_manifest(directory)
     if previous is not None:
         same = all(previous.get(key) == value for key, value in identity.items())
         if not same and not overwrite:
             raise StoreMismatchError(
-                f"{directory} holds a feature store made from another input or with other settings "
+                f"{directory} holds shards made from another input or with other settings or model "
                 f"(input hash {previous.get('input_hash', '?')[:12]}…); "
                 "pass --overwrite to replace it or choose another --out"
             )
@@ -129,8 +132,12 @@ def start_manifest(
     return manifest
 
 
-def _move_duplicates(directory: Path, shards: list[int]) -> list[tuple[int, RecordError]]:
-    """Remove later repeats of an id from the shards' feature files; return them as errors."""
+def _move_duplicates(directory: Path, shards: list[int]) -> None:
+    """Move later repeats of an id from the shards' feature files to the same shards' error files.
+
+    The error file is rewritten first (holding the repeats once, keyed by input index), then the feature
+    file, so a crash in between leaves a state that the next run repairs and nothing is ever lost.
+    """
     first_index: dict[str, int] = {}
     tables = {s: pq.read_table(shard_path(directory, s), columns=["index", "id"]) for s in shards}
     error_tables = {s: pq.read_table(shard_errors_path(directory, s), columns=["index", "id"]) for s in shards}
@@ -141,7 +148,6 @@ def _move_duplicates(directory: Path, shards: list[int]) -> list[tuple[int, Reco
     )
     for index, identifier in occurrences:
         first_index.setdefault(identifier, index)
-    moved: list[tuple[int, RecordError]] = []
     for shard, table in tables.items():
         repeats = [
             (index, identifier)
@@ -150,24 +156,26 @@ def _move_duplicates(directory: Path, shards: list[int]) -> list[tuple[int, Reco
         ]
         if not repeats:
             continue
+        known = set(error_tables[shard].column("index").to_pylist())
+        moved = errors_to_table([
+            (index, RecordError(identifier, "duplicate", f"id already used by input row {first_index[identifier]}; kept the first"))
+            for index, identifier in repeats if index not in known
+        ])
+        errors = pq.read_table(shard_errors_path(directory, shard), schema=ERROR_SCHEMA)
+        atomic_write_parquet(pa.concat_tables([errors, moved]).sort_by("index"), shard_errors_path(directory, shard))
         full = pq.read_table(shard_path(directory, shard))
         drop = pa.array([index for index, _ in repeats], type=pa.int64())
         atomic_write_parquet(full.filter(pc.invert(pc.is_in(full.column("index"), drop))), shard_path(directory, shard))
-        moved += [
-            (index, RecordError(identifier, "duplicate", f"id already used by input row {first_index[identifier]}; kept the first"))
-            for index, identifier in repeats
-        ]
-    return moved
 
 
 def finalize_store(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """De-duplicate ids, merge shard errors into ``errors.parquet`` and mark the manifest complete."""
     directory = Path(directory)
     shards = sorted(completed_shards(directory))
-    moved = _move_duplicates(directory, shards)
+    _move_duplicates(directory, shards)
     errors = pa.concat_tables(
         [pq.read_table(shard_errors_path(directory, s), schema=ERROR_SCHEMA) for s in shards]
-        + [errors_to_table(moved)]
+        + [ERROR_SCHEMA.empty_table()]
     ).sort_by("index")
     atomic_write_parquet(errors, directory / ERRORS)
     rows = sum(pq.ParquetFile(shard_path(directory, s)).metadata.num_rows for s in shards)

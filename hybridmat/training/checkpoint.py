@@ -66,9 +66,10 @@ def write_state(path: Path, state: Mapping[str, Any]) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def read_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Inverse of :func:`write_state` (weights-only unpickling, tensors mapped to ``device``)."""
-    return torch.load(Path(path), map_location=device, weights_only=True)
+def read_state(path: Path | bytes, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Inverse of :func:`write_state` from a file or its bytes (weights-only unpickling, tensors on ``device``)."""
+    handle = io.BytesIO(path) if isinstance(path, bytes) else Path(path)
+    return torch.load(handle, map_location=device, weights_only=True)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -111,12 +112,16 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, device: str | torch.device = "cpu"
+    path: Path | bytes, device: str | torch.device = "cpu"
 ) -> tuple[PropertyModel, TargetNormalizer, dict[str, Any]]:
-    """Rebuild the model (eval mode, on ``device``), its normaliser, and the remaining keys as ``meta``."""
+    """Rebuild the model (eval mode, on ``device``), its normaliser, and the remaining keys as ``meta``.
+
+    ``path`` may also be the file's bytes (a checkpoint shipped to a Ray worker on another node).
+    """
     state = read_state(path, device)
     if state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a hybridmat model checkpoint (format {state.get('format')!r})")
+        where = "checkpoint bytes" if isinstance(path, bytes) else path
+        raise ValueError(f"{where} is not a hybridmat model checkpoint (format {state.get('format')!r})")
     model = build_model(state["name"], **state["config"])
     model.load_state_dict(state["state_dict"])
     model.to(device).eval()

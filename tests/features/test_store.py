@@ -110,3 +110,16 @@ def test_missing_targets_can_be_kept_as_nan(tmp_path: Path) -> None:
     assert manifest["counts"]["rows"] == 2
     gaps = FeatureStore(tmp_path / "store").read_table(["band_gap"]).column("band_gap").to_pylist()
     assert np.isnan(gaps[0]) and gaps[1] == 1.5
+
+
+def test_repeated_id_stays_an_error_across_reruns(tmp_path: Path) -> None:
+    records = _records(12) + [StructureRecord("r-2", rocksalt(6.0), {"e_form": -0.5, "band_gap": 0.0})]
+    path = tmp_path / "input.parquet"
+    write_structure_table(records, path)
+    expected = {"inputs": 13, "rows": 12, "errors": 1, "shards": 2}
+    assert _run(path, tmp_path / "store")["counts"] == expected
+    assert _run(path, tmp_path / "store")["counts"] == expected  # a rerun of a finished store
+    shard_path(tmp_path / "store", 0).unlink()  # and a rerun after losing a shard
+    assert _run(path, tmp_path / "store")["counts"] == expected
+    [error] = FeatureStore(tmp_path / "store").errors().to_pylist()
+    assert (error["index"], error["id"], error["stage"]) == (12, "r-2", "duplicate")
