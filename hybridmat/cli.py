@@ -87,14 +87,26 @@ def featurize(
 def train(
     job_file: Annotated[Path, typer.Argument(help="Job file (YAML), e.g. jobs/train_cpu_small.yaml.")],
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    ray_members: Annotated[bool, typer.Option("--ray", help="Train ensemble members concurrently, one Ray actor each "
+                                              "(1/K of a GPU each where there are GPUs).")] = False,
+    address: Annotated[str | None, typer.Option(help="Ray cluster for --ray (default: RAY_ADDRESS, else a local Ray).")] = None,
 ) -> None:
     """Train the job's model on its split (select on val), report test MAE/RMSE/R², write artefacts."""
+    from contextlib import nullcontext
+
     from hybridmat.config import load_job
     from hybridmat.report import comparison_table
     from hybridmat.workflow import run_train_job
 
     job = load_job(job_file)
-    result = run_train_job(job, progress=not quiet, log=None if quiet else console.log)
+    runner, session = None, nullcontext()
+    if ray_members or address:
+        from hybridmat.distributed.runtime import ray_session
+        from hybridmat.distributed.train import train_members_on_ray
+
+        runner, session = train_members_on_ray, ray_session(address)
+    with session:
+        result = run_train_job(job, progress=not quiet, log=None if quiet else console.log, runner=runner)
     console.print(comparison_table(result.rows, title=f"{job.name}: test split ({invocation()})"))
     console.print(f"artefacts in {result.output}")
 

@@ -25,7 +25,7 @@ from hybridmat.models.late_fusion import LateFusion
 from hybridmat.models.rf import RF_NAME, RandomForestModel
 from hybridmat.training.ensemble import Ensemble, Member, train_member
 from hybridmat.training.metrics import regression_metrics
-from hybridmat.training.trainer import TrainConfig
+from hybridmat.training.trainer import TrainConfig, TrainResult
 
 #: Which input a model uses, for tables and figures.
 CATEGORIES = {
@@ -130,6 +130,25 @@ def late_fusion_predictor(
     return predict
 
 
+@dataclass(frozen=True)
+class MemberSpec:
+    """One ensemble member: its seed and the directory it checkpoints to (and resumes from)."""
+
+    seed: int
+    checkpoint_dir: str | None
+
+
+def member_specs(config: TrainConfig, members: int, output: Path | None) -> list[MemberSpec]:
+    """Seeds ``config.seed + k`` and checkpoint directories ``<output>/member-k``."""
+    return [MemberSpec(config.seed + k, None if output is None else str(Path(output) / f"member-{k}"))
+            for k in range(members)]
+
+
+#: Trains the members of an ensemble: ``(name, hyper, data, config, specs, featurizer_settings) -> results``.
+MemberRunner = Callable[[str, Mapping[str, Any], SplitData, TrainConfig, Sequence[MemberSpec],
+                         Mapping[str, Any] | None], list[TrainResult]]
+
+
 def fit_torch(
     name: str,
     hyper: Mapping[str, Any],
@@ -139,19 +158,24 @@ def fit_torch(
     output: Path | None = None,
     featurizer_settings: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    runner: MemberRunner | None = None,
 ) -> Fitted:
     """Train ``members`` seeds of a registered torch model (early stopping on val) as one ensemble.
 
+    Members train one after another here, or as ``runner`` does it (e.g. concurrently on Ray actors).
     ``log`` receives one line per epoch (member, epoch, train loss, validation MAE, throughput).
     """
     started = time.perf_counter()
-    results = []
-    for k in range(members):
-        member_dir = None if output is None else str(Path(output) / f"member-{k}")
-        results.append(train_member(name, hyper, data.train, data.val, replace(config, checkpoint_dir=member_dir),
-                                    config.seed + k, resume=member_dir is not None,
-                                    featurizer_settings=featurizer_settings,
-                                    on_epoch_end=None if log is None else epoch_logger(log, name, k)))
+    specs = member_specs(config, members, output)
+    if runner is not None:
+        results = runner(name, hyper, data, config, specs, featurizer_settings)
+    else:
+        results = [
+            train_member(name, hyper, data.train, data.val, replace(config, checkpoint_dir=spec.checkpoint_dir),
+                         spec.seed, resume=spec.checkpoint_dir is not None, featurizer_settings=featurizer_settings,
+                         on_epoch_end=None if log is None else epoch_logger(log, name, k))
+            for k, spec in enumerate(specs)
+        ]
     seconds = time.perf_counter() - started
     ensemble = Ensemble([Member(r.model, r.normalizer) for r in results])
     parameters = sum(p.numel() for p in results[0].model.parameters())

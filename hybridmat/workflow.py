@@ -13,7 +13,7 @@ import numpy as np
 from hybridmat.config import JobConfig
 from hybridmat.data.sources import open_source
 from hybridmat.experiment import (
-    CATEGORIES, Fitted, SplitData, evaluate, fit_late_fusion, fit_rf, fit_torch, is_torch_model,
+    CATEGORIES, Fitted, MemberRunner, SplitData, evaluate, fit_late_fusion, fit_rf, fit_torch, is_torch_model,
     late_fusion_predictor, load_split_data, rf_predictor, split_ids, write_json, write_predictions,
 )
 from hybridmat.features.pipeline import featurize_to_store
@@ -67,15 +67,18 @@ class JobResult:
 
 def fit_by_name(name: str, hyper: dict[str, Any], data: SplitData, config: TrainConfig, members: int,
                 output: Path, featurizer_settings: dict[str, Any] | None = None,
-                log: Callable[[str], None] | None = None) -> Fitted:
-    """Fit any model the registry or :data:`NON_TORCH_MODELS` knows, writing artefacts under ``output``."""
+                log: Callable[[str], None] | None = None, runner: MemberRunner | None = None) -> Fitted:
+    """Fit any model the registry or :data:`NON_TORCH_MODELS` knows, writing artefacts under ``output``.
+
+    ``runner`` trains a torch model's ensemble members (default: one after another in this process).
+    """
     if name == RF_NAME:
         return fit_rf(data, hyper, output)
     if name == "late_fusion":
         graph_name = hyper.get("graph_model", "cgcnn")
         rf = fit_rf(data, hyper.get("rf", {}), output / "rf")
         gnn = fit_by_name(graph_name, hyper.get("graph_hyper", {}), data, config, members, output / graph_name,
-                          featurizer_settings, log)
+                          featurizer_settings, log, runner)
         fused = fit_late_fusion(rf, gnn, data, hyper.get("method", "alpha"), hyper.get("alpha"))
         write_json(output / "late_fusion.json", fused.details)
         return fused
@@ -83,7 +86,7 @@ def fit_by_name(name: str, hyper: dict[str, Any], data: SplitData, config: Train
         raise ValueError(f"unknown model {name!r}")
     if MODEL_REGISTRY[name].needs_line_graph and not data.train.line_graph:
         data = data.with_line_graph()
-    return fit_torch(name, hyper, data, config, members, output, featurizer_settings, log)
+    return fit_torch(name, hyper, data, config, members, output, featurizer_settings, log, runner)
 
 
 def load_fitted(name: str, output: Path) -> Fitted:
@@ -115,14 +118,18 @@ def job_split_data(job: JobConfig, progress: bool = True) -> SplitData:
     return data
 
 
-def run_train_job(job: JobConfig, progress: bool = True, log: Callable[[str], None] | None = None) -> JobResult:
-    """Run a training job end to end; write metrics, predictions and a parity plot to ``job.output``."""
+def run_train_job(job: JobConfig, progress: bool = True, log: Callable[[str], None] | None = None,
+                  runner: MemberRunner | None = None) -> JobResult:
+    """Run a training job end to end; write metrics, predictions and a parity plot to ``job.output``.
+
+    ``runner`` trains ensemble members (e.g. concurrently on Ray actors); default: sequentially here.
+    """
     job.require("train", "data", "model")
     output = Path(job.output)
     output.mkdir(parents=True, exist_ok=True)
     data = job_split_data(job, progress)
     fitted = fit_by_name(job.model.name, dict(job.model.hyper), data, train_config(job), job.ensemble, output,
-                         job.features.settings().as_dict(), log)
+                         job.features.settings().as_dict(), log, runner)
     rows, mean, std = evaluate(fitted, data.test)
     val_rows, _, _ = evaluate(fitted, data.val)
     write_predictions(output / "predictions_test.parquet", data.test, mean, std)
