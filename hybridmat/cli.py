@@ -11,10 +11,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from hybridmat.bench.screening import bench_screening_command
 from hybridmat.data.candidates import DEFAULT_PROTOTYPES, DEMO_ELEMENTS
 from hybridmat.data.sources import open_source
 from hybridmat.features.featurizer import FeaturizerSettings
 from hybridmat.features.pipeline import DEFAULT_SHARD_SIZE, featurize_to_store
+from hybridmat.ranking.command import rank_command
 from hybridmat.summary import store_summary
 
 app = typer.Typer(help="High-throughput screening of crystals with hybrid composition + graph models.",
@@ -145,6 +147,30 @@ def evaluate(
 
 
 @app.command()
+def tune(
+    job_file: Annotated[Path, typer.Argument(help="Job file with a tune: section (jobs/tune_*.yaml).")],
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join (HOST:PORT, ray://HOST:PORT, auto); default: RAY_ADDRESS or local.")] = None,
+    restart: Annotated[bool, typer.Option(
+        help="Discard the search stored under tune.storage/<name> and start over.")] = False,
+) -> None:
+    """Search tune.space with ASHA on Ray Tune (resuming an interrupted search); write the best job file."""
+    from hybridmat.config import load_job
+    from hybridmat.distributed.tune import METRIC, SearchInterrupted, run_search, trial_table
+
+    job = load_job(job_file)
+    command = invocation()
+    try:
+        result = run_search(job, address=address, restart=restart, command=command, log=console.print)
+    except SearchInterrupted as error:
+        console.print(str(error))
+        raise typer.Exit(130) from None
+    console.print(trial_table(result.trials, list(job.tune.space), f"{job.name}: {METRIC} per trial ({command})"))
+    console.print(f"best trial {result.best.trial_id}: {METRIC} {result.best.best_val_mae:.4f}; "
+                  f"best job -> {result.best_job}")
+
+
+@app.command()
 def export(
     job_file: Annotated[Path, typer.Argument(help="The trained job whose ensemble to export.")],
     dest: Annotated[Path, typer.Option(help="Model directory (the shipped default is hybridmat/pretrained).")],
@@ -270,6 +296,17 @@ def bench_distributed(
     run_distributed_benchmark(n, shard_size, json_path, data, console, invocation())
 
 
+@bench_app.command("screen")
+def bench_screen(
+    sizes: Annotated[str, typer.Option(help="Comma-separated numbers of generated candidates.")] = "10000,100000",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """End-to-end screening candidates/s and peak memory (PSS) at several sizes: does memory stay flat?"""
+    from hybridmat.bench.screen import run_screen_benchmark
+
+    run_screen_benchmark([int(n) for n in sizes.split(",")], console, invocation(), json_path)
+
+
 @bench_app.command("models")
 def bench_models(
     split: Annotated[str, typer.Option(help="cpu_small (2 CPU cores, <= 45 min) or full (GPU).")] = "cpu_small",
@@ -312,6 +349,9 @@ def bench_gpu(
 
     run_gpu_benchmark(store, n, epochs, device, console, invocation(), json_path)
 
+
+app.command("rank")(rank_command)
+bench_app.command("screening")(bench_screening_command)
 
 if __name__ == "__main__":
     app()

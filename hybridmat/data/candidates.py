@@ -201,12 +201,17 @@ class CandidateSource(Source):
         self.elements = _normalise_elements(elements)
         self.prototypes = _normalise_prototypes(prototypes)
         self.n, self.seed, self.charge_balanced = n, seed, charge_balanced
+        self._selection: list[_Pick] | None = None
 
     def __iter__(self) -> Iterator[StructureRecord]:
         return self.iter_range(0, self.count())
 
     def _picks(self) -> list[_Pick]:
-        return _select(self.elements, self.prototypes, self.n, self.seed, self.charge_balanced)
+        """The selected (prototype, elements, oxidation states), enumerated once per instance and kept
+        when the source is pickled, so Ray workers receive the selection instead of recomputing it."""
+        if self._selection is None:
+            self._selection = _select(self.elements, self.prototypes, self.n, self.seed, self.charge_balanced)
+        return self._selection
 
     def count(self) -> int:
         """Number of candidates (the pool is enumerated without building structures)."""

@@ -104,6 +104,7 @@ def featurize_with_ray(
     """
     settings = settings or FeaturizerSettings()
     out = Path(out)
+    total = source.count()  # before the source is shipped to the actors: lets a source cache its index
     manifest, done = open_store(source, out, spec, settings, shard_size, overwrite)
     actor = ray.remote(num_cpus=1, **FAULT_TOLERANCE)(FeaturizeWorker)
     pool = [actor.remote(source, settings, tuple(source.targets), require_targets) for _ in range(workers)]
@@ -112,7 +113,6 @@ def featurize_with_ray(
     def submit(shard: ShardInput) -> ray.ObjectRef:
         return next(turns).featurize.remote(shard)
 
-    total = source.count()
     try:
         with progress_bar(f"featurize ({workers} workers)", progress) as bar:
             task = bar.add_task("featurize", total=total)

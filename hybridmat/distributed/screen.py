@@ -133,6 +133,7 @@ def screen_with_ray(
 
     out = Path(out)
     actor_prefix = actor_prefix or f"hybridmat-screen-{uuid.uuid4().hex[:8]}"
+    total = source.count()  # before the source is shipped to the actors: lets a source cache its index
     blobs = [Path(path).read_bytes() for path in checkpoints]
     ensemble, settings, _ = load_ensemble(blobs)
     ensemble_id = model_id(checkpoints)
@@ -162,7 +163,6 @@ def screen_with_ray(
         features = next(featurize_turns).featurize.remote(shard)
         return next(inference_turns).predict.remote(features, [blobs_ref])
 
-    total = source.count()
     try:
         with progress_bar(f"screen ({featurize_workers}+{inference_workers} actors)", progress) as bar:
             task = bar.add_task("screen", total=total)

@@ -61,7 +61,7 @@ def apply_sample(job: JobConfig, sample: Mapping[str, Any]) -> JobConfig:
             if node.get(part) is None:
                 node[part] = {}
             if not isinstance(node[part], dict):
-                raise JobFileError(f"tune.space key {key!r}: {part!r} is a value ({node[part]!r}), not a section")
+                raise JobFileError(f"tune.space key {key!r}: {part!r} holds a value, not a section")
             node = node[part]
         node[leaf] = value
     if "train.loss_lambdas" in sample and data["train"]["loss_weighting"] == "uncertainty":
@@ -79,7 +79,8 @@ def trained_model(job: JobConfig) -> tuple[str, dict[str, Any]]:
         return name, hyper
     unknown = sorted(set(hyper) - set(LATE_FUSION_HYPER))
     if unknown:
-        raise JobFileError(f"unknown late_fusion key(s) model.hyper.{unknown}; allowed: {list(LATE_FUSION_HYPER)}")
+        raise JobFileError(f"unknown late_fusion key(s) {unknown} in model.hyper; "
+                           f"allowed: {list(LATE_FUSION_HYPER)}")
     LateFusion(hyper.get("method", "alpha"), fixed_alpha=hyper.get("alpha"))
     return hyper.get("graph_model", "cgcnn"), dict(hyper.get("graph_hyper", {}))
 
@@ -107,10 +108,11 @@ def check_space(job: JobConfig) -> None:
     whose values (each choice, both ends of a range) the job schema, the model or the loss rejects."""
     check_job(job)
     for key, dimension in job.tune.space.items():
-        reason = next((why for prefix, why in NOT_SEARCHABLE.items() if key == prefix or key.startswith(prefix + ".")),
-                      None if key.startswith(SEARCHABLE) else f"searchable keys start with {list(SEARCHABLE)}")
-        if reason:
-            raise JobFileError(f"tune.space key {key!r} cannot be searched: {reason}")
+        reasons = [why for prefix, why in NOT_SEARCHABLE.items() if f"{key}.".startswith(f"{prefix}.")]
+        if not key.startswith(SEARCHABLE):
+            reasons.append(f"searchable keys start with {list(SEARCHABLE)}")
+        if reasons:
+            raise JobFileError(f"tune.space key {key!r} cannot be searched: {reasons[0]}")
         for value in _candidates(dimension):
             try:
                 check_job(apply_sample(job, {key: value}))
@@ -128,7 +130,7 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two nested mappings."""
     if isinstance(old, dict) and isinstance(new, dict):
         return [changed for key in sorted(set(old) | set(new), key=str)
-                for changed in changed_keys(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))]
+                for changed in changed_keys(old.get(key), new.get(key), f"{prefix}.{key}".lstrip("."))]
     return [] if old == new else [prefix]
 
 

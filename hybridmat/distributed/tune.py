@@ -1,4 +1,4 @@
-"""``hybridmat tune JOB.yaml``: an ASHA search over the job's ``tune.space`` on Ray Tune; the best job written back.
+"""``hybridmat tune JOB.yaml``: an ASHA search over a job's ``tune.space`` on Ray Tune, best job written back.
 
 The driver checks the space, loads the split once (featurizing the store first if needed) and hands it to
 every trial with ``tune.with_parameters`` (one copy in the object store). A trial is a plain function of
@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-import typer
-from rich.console import Console
 from rich.table import Table
 
 from hybridmat.atomic_io import atomic_write_bytes
-from hybridmat.config import JobConfig, JobFileError, SearchDimension, TuneSection, load_job
+from hybridmat.config import JobConfig, JobFileError, SearchDimension, load_job
 from hybridmat.distributed.runtime import ray_session
 from hybridmat.distributed.search_space import (
     apply_sample, changed_keys, check_space, decode, encoded_choices, search_identity, trained_model,
@@ -45,6 +44,10 @@ METRIC = "val_mae"
 IDENTITY_FILE = "search.json"
 
 
+class SearchInterrupted(RuntimeError):
+    """The search stopped (Ctrl+C) before every trial finished; its state is stored, ready to resume."""
+
+
 @dataclass
 class TrialSummary:
     """One trial of a finished search: its sampled values and how far it got."""
@@ -59,7 +62,7 @@ class TrialSummary:
 
 @dataclass
 class SearchResult:
-    """The trials (best first), the winner, where it was written, and whether an earlier search was resumed."""
+    """The trials (best first), the winner, where it was written, and whether a stored search was resumed."""
 
     trials: list[TrialSummary]
     best: TrialSummary
@@ -68,9 +71,9 @@ class SearchResult:
     resumed: bool
 
 
-def trial_epochs(tune: TuneSection, job: JobConfig) -> int:
+def trial_epochs(job: JobConfig) -> int:
     """Epochs every trial may run: ``tune.max_epochs``, else ``train.epochs``."""
-    return tune.max_epochs or job.train.epochs
+    return job.tune.max_epochs or job.train.epochs
 
 
 def param_space(space: dict[str, SearchDimension]) -> dict[str, Any]:
@@ -118,12 +121,14 @@ def _trainer(name: str, hyper: dict[str, Any], data: SplitData, config: TrainCon
 def fused_metrics(trainer: Trainer, rf_val: np.ndarray, hyper: dict[str, Any]) -> dict[str, float]:
     """Validation MAE (mean and per target) of the forest fused with the trainer's current graph model,
     fused exactly as ``hybridmat train`` fuses: the job's α, else the α (or stacking) fitted on validation."""
-    y_val = trainer.val_table.y
-    gnn_val = predict_table(trainer.model, trainer.normalizer, trainer.val_table, trainer.config.eval_batch_size)
-    fusion = LateFusion(hyper.get("method", "alpha"), fixed_alpha=hyper.get("alpha")).fit(rf_val, gnn_val, y_val)
-    per_target = mae(y_val, fusion.predict(rf_val, gnn_val))
-    return {METRIC: float(np.nanmean(per_target)), "alpha": float(fusion.alpha[0]),
-            **{f"{METRIC}_{name}": float(v) for name, v in zip(trainer.target_names, per_target)}}
+    table = trainer.val_table
+    gnn_val = predict_table(trainer.model, trainer.normalizer, table, trainer.config.eval_batch_size)
+    fusion = LateFusion(hyper.get("method", "alpha"), fixed_alpha=hyper.get("alpha"))
+    per_target = mae(table.y, fusion.fit(rf_val, gnn_val, table.y).predict(rf_val, gnn_val))
+    names = trainer.target_names
+    return {METRIC: float(np.nanmean(per_target)),
+            **{f"{METRIC}_{n}": float(v) for n, v in zip(names, per_target)},
+            **{f"alpha_{n}": float(a) for n, a in zip(names, fusion.alpha)}}
 
 
 def run_trial(config: dict[str, Any], *, job: JobConfig, data: SplitData, rf_val: np.ndarray | None) -> None:
@@ -140,44 +145,53 @@ def run_trial(config: dict[str, Any], *, job: JobConfig, data: SplitData, rf_val
         if checkpoint is not None:  # a resumed trial: continue after its last reported epoch
             with checkpoint.as_directory() as saved:
                 shutil.copy(Path(saved) / LAST, Path(scratch) / LAST)
-        settings = replace(train_config(trial_job), epochs=trial_epochs(job.tune, job), num_threads=threads,
+        settings = replace(train_config(trial_job), epochs=trial_epochs(job), num_threads=threads,
                            checkpoint_dir=scratch)
         trainer = _trainer(name, hyper, data, settings)
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
             values = {"epoch": epoch, "finished": trainer.finished,
                       **{key: value for key, value in metrics.items() if key.startswith(METRIC)}}
-            if rf_val is not None:
-                values.update({f"{METRIC}_graph": metrics[METRIC], **fused_metrics(trainer, rf_val, trial_job.model.hyper)})
+            if rf_val is not None:  # rank on the fused MAE, keep the graph parent's
+                values.update({f"{METRIC}_graph": metrics[METRIC],
+                               **fused_metrics(trainer, rf_val, trial_job.model.hyper)})
             tune.report(values, checkpoint=tune.Checkpoint.from_directory(scratch))
 
         trainer.fit(resume=True, on_epoch_end=report)
 
 
-def _tuner(job: JobConfig, experiment: Path, trainable: Any, verbose: int) -> tuple[Any, bool]:
-    """The search stored in ``experiment`` restored (same job required), else a new one; and which it was."""
+def stored_search(job: JobConfig, experiment: Path) -> bool:
+    """Whether ``experiment`` holds a search to resume; :class:`JobFileError` if another job started it."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(experiment):
+        return False
+    stored = experiment / IDENTITY_FILE
+    changed = changed_keys(json.loads(stored.read_text()), search_identity(job)) if stored.exists() else []
+    if changed:
+        raise JobFileError(f"the search in {experiment} was started from another job (changed: {changed}); "
+                           "run `hybridmat tune --restart` to start over, or give the job another name")
+    return True
+
+
+def new_tuner(job: JobConfig, experiment: Path, trainable: Any, verbose: int) -> Any:
+    """A Tuner for the job's search stored under ``experiment`` (ASHA on the epoch, one checkpoint kept)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    identity, stored = search_identity(job), experiment / IDENTITY_FILE
-    if tune.Tuner.can_restore(experiment):
-        changed = changed_keys(json.loads(stored.read_text()), identity) if stored.exists() else []
-        if changed:
-            raise JobFileError(f"the search in {experiment} was started from another job (changed: {changed}); "
-                               "run `hybridmat tune --restart` to start over, or give the job another name")
-        return tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True), True
-    atomic_write_bytes(stored, json.dumps(identity, indent=2).encode())
-    settings, epochs = job.tune, trial_epochs(job.tune, job)
-    scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=settings.grace_period,
+    atomic_write_bytes(experiment / IDENTITY_FILE, json.dumps(search_identity(job), indent=2).encode())
+    settings = job.tune
+    scheduler = ASHAScheduler(time_attr="epoch", max_t=trial_epochs(job), grace_period=settings.grace_period,
                               reduction_factor=settings.reduction_factor)
     return tune.Tuner(
         trainable, param_space=param_space(settings.space),
-        tune_config=tune.TuneConfig(metric=METRIC, mode="min", scheduler=scheduler, num_samples=settings.num_samples,
-                                    search_alg=search_algorithm(settings.searcher, job.train.seed),
-                                    max_concurrent_trials=settings.max_concurrent, reuse_actors=True),
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode="min", scheduler=scheduler, num_samples=settings.num_samples,
+            search_alg=search_algorithm(settings.searcher, job.train.seed),
+            max_concurrent_trials=settings.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=experiment.name, storage_path=str(experiment.parent), verbose=verbose,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
-    ), False
+    )
 
 
 def summarise(results: Any, epochs: int) -> list[TrialSummary]:
@@ -187,22 +201,26 @@ def summarise(results: Any, epochs: int) -> list[TrialSummary]:
         history = result.metrics_dataframe
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         if history is None or METRIC not in history or history[METRIC].isna().all():
-            trials.append(TrialSummary(trial_id, result.config, math.nan, 0, 0, "error" if result.error else "no result"))
+            status = "error" if result.error else "no result"
+            trials.append(TrialSummary(trial_id, result.config, math.nan, 0, 0, status))
             continue
         best = history.loc[history[METRIC].idxmin()]
         last = history.iloc[-1]
         status = ("error" if result.error else "completed" if int(last["epoch"]) >= epochs
-                  else "early stop (patience)" if bool(last["finished"]) else "stopped by ASHA")
+                  else "patience" if bool(last["finished"]) else "ASHA stop")
         trials.append(TrialSummary(trial_id, result.config, float(best[METRIC]), int(best["epoch"]),
                                    int(last["epoch"]), status))
     return sorted(trials, key=lambda t: (math.isnan(t.best_val_mae), t.best_val_mae, t.trial_id))
 
 
 def trial_table(trials: list[TrialSummary], keys: list[str], title: str) -> Table:
-    """The trials as a rich table: sampled values, best validation MAE (epoch), epochs run, status."""
+    """The trials as a rich table: sampled values, best validation MAE (epoch), epochs run, status
+    (completed, ASHA stop, patience: the trainer's early stopping, or error)."""
     table = Table(title=title)
-    for column in ["trial", *keys, "best val MAE", "best epoch", "epochs", "status"]:
-        table.add_column(column, justify="left" if column in ("trial", "status") else "right")
+    leaves = [key.rsplit(".", 1)[-1] for key in keys]
+    short = leaves if len(set(leaves)) == len(leaves) else keys
+    for column in ["trial", *short, "best val MAE", "best epoch", "epochs", "status"]:
+        table.add_column(column, justify="left" if column in ("trial", "status") else "right", no_wrap=True)
     for trial in trials:
         values = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in (trial.config.get(k) for k in keys)]
         table.add_row(trial.trial_id, *values, f"{trial.best_val_mae:.4f}", str(trial.best_epoch),
@@ -210,22 +228,25 @@ def trial_table(trials: list[TrialSummary], keys: list[str], title: str) -> Tabl
     return table
 
 
-def run_search(job: JobConfig, *, address: str | None = None, restart: bool = False, command: str = "hybridmat tune",
-               verbose: int = 1, progress: bool = True, log: Callable[[str], None] = print) -> SearchResult:
-    """Run (or resume) the job's search and write the best configuration as a job file.
+def run_search(
+    job: JobConfig, *, address: str | None = None, restart: bool = False, command: str = "hybridmat tune",
+    verbose: int = 1, progress: bool = True, log: Callable[[str], None] = print,
+) -> SearchResult:
+    """Run the job's search, or resume the one stored under ``tune.storage/<name>``; write the best job.
 
-    ``verbose`` is Ray Tune's progress output (0-3); ``progress`` the featurization progress bar.
+    ``verbose`` is Ray Tune's progress output (0-3), ``progress`` the featurization progress bar.
     """
     from ray import tune
 
     job.require("tune", "data", "model", "tune")
-    settings, epochs = job.tune, trial_epochs(job.tune, job)
+    settings, epochs = job.tune, trial_epochs(job)
     if settings.grace_period > epochs:
-        raise JobFileError(f"tune.grace_period ({settings.grace_period}) exceeds the epochs per trial ({epochs})")
+        raise JobFileError(f"tune.grace_period {settings.grace_period} exceeds the {epochs} epochs per trial")
     check_space(job)
     experiment = Path(settings.storage).resolve() / job.name
     if restart:
         shutil.rmtree(experiment, ignore_errors=True)
+    resume = stored_search(job, experiment)
     data = job_split_data(job, progress)
     rf_val = None
     if job.model.name == "late_fusion":
@@ -233,36 +254,34 @@ def run_search(job: JobConfig, *, address: str | None = None, restart: bool = Fa
     with ray_session(address):
         trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, data=data, rf_val=rf_val),
                                         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
-        tuner, resumed = _tuner(job, experiment, trainable, verbose)
-        if resumed:
+        if resume:
             log(f"resuming the search stored in {experiment}")
-        trials = summarise(tuner.fit(), epochs)
-    best = trials[0]
-    if math.isnan(best.best_val_mae):
+            tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True,
+                                       resume_errored=True)
+        else:
+            tuner = new_tuner(job, experiment, trainable, verbose)
+        # One kept checkpoint per trial forces an experiment snapshot per epoch: small, so not worth a warning.
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        results = tuner.fit()
+    if results.num_terminated + results.num_errors < settings.num_samples:
+        raise SearchInterrupted(f"the search stopped before its {settings.num_samples} trials finished; "
+                                f"its state is in {experiment}: run the same command again to resume")
+    trials = summarise(results, epochs)
+    if math.isnan(trials[0].best_val_mae):
         raise RuntimeError(f"no trial of {experiment} reported a validation MAE; see the trial errors there")
     path = Path(settings.best_job) if settings.best_job else experiment / "best.yaml"
-    searched = ", ".join(f"{k}={v}" for k, v in decode(settings.space, best.config).items())
-    write_best_job(job, decode(settings.space, best.config), path, [
-        f"Best of {len(trials)} trials of `{command}` (Ray Tune search in {experiment}).",
-        f"Trial {best.trial_id}: validation MAE {best.best_val_mae:.5f} at epoch {best.best_epoch} of {epochs} "
-        f"per trial; train.epochs as in the searched job.",
-        f"Searched values: {searched}",
+    _write_best(job, trials, path, f"`{command}` (Ray Tune search in {experiment})")
+    return SearchResult(trials, trials[0], path, experiment, resume)
+
+
+def _write_best(job: JobConfig, trials: list[TrialSummary], path: Path, search: str) -> None:
+    """The best trial's values applied onto ``job``, with a header naming the search and the result."""
+    best, sample = trials[0], decode(job.tune.space, trials[0].config)
+    write_best_job(job, sample, path, [
+        f"Best of {len(trials)} trials of {search}.",
+        f"Trial {best.trial_id}: validation MAE {best.best_val_mae:.5f} at epoch {best.best_epoch} of "
+        f"{trial_epochs(job)} per trial; train.epochs as in the searched job.",
+        "Searched values: " + ", ".join(f"{key}={value}" for key, value in sample.items()),
         f"Train it: hybridmat train {path}",
     ])
-    return SearchResult(trials, best, path, experiment, resumed)
 
-
-def tune_command(
-    job_file: Annotated[Path, typer.Argument(help="Job file with a tune: section, e.g. jobs/tune_cpu_small.yaml.")],
-    address: Annotated[str | None, typer.Option(
-        help="Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); default: RAY_ADDRESS, else a local Ray.")] = None,
-    restart: Annotated[bool, typer.Option(help="Discard the search stored under tune.storage/<name> and start over.")] = False,
-) -> None:
-    """Search tune.space with ASHA on Ray Tune (resuming an interrupted search); write the best job file."""
-    console = Console()
-    job = load_job(job_file)
-    command = f"hybridmat tune {job_file}"
-    result = run_search(job, address=address, restart=restart, command=command, log=console.print)
-    console.print(trial_table(result.trials, list(job.tune.space), f"{job.name}: {METRIC} per trial ({command})"))
-    console.print(f"best trial {result.best.trial_id}: {METRIC} {result.best.best_val_mae:.4f}; "
-                  f"best job -> {result.best_job}")

@@ -1,4 +1,4 @@
-"""``hybridmat rank``: filter, order and Pareto-mark predictions; write ranked.csv/.parquet and report.html."""
+"""``hybridmat rank``: filter, order and Pareto-mark predictions; write ranked.csv/.parquet, report.html."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def rank(predictions: Path, out: Path, where: str | None = None, by: str = "e_fo
     hull = read_hull_reference(hull_reference) if hull_reference else None
     ranked, total = query_predictions(predictions, where, by, kappa, hull)
     details = [("command", command), ("predictions", str(predictions)), ("where", where or "(all rows)"),
-               ("by", f"{by} (kappa {kappa:g})" if ":" in by else by), ("rows", f"{ranked.num_rows:,} of {total:,} pass")]
+               ("by", f"{by} (kappa {kappa:g})" if ":" in by else by),
+               ("rows", f"{ranked.num_rows:,} of {total:,} pass")]
     if hull_reference:
         details.append(("hull reference", f"{hull_reference} ({len(hull):,} phases + elements at 0 eV/atom)"))
     means = [c for c in ranked.column_names if c.endswith("_mean")]

@@ -15,11 +15,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv
-import pyarrow.parquet as pq
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition
 
@@ -35,6 +34,17 @@ def chemical_system(composition: Composition) -> ChemicalSystem:
     return tuple(sorted(element.symbol for element in composition.elements))
 
 
+def parse_formula(formula: str, what: str) -> Composition:
+    """``Composition(formula)``, with an error that says which table the bad formula came from."""
+    try:
+        composition = Composition(formula)
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"{what}: cannot read formula {formula!r} ({error}); fix or drop that row") from None
+    if not composition.valid:
+        raise ValueError(f"{what}: formula {formula!r} is not made of elements; fix or drop that row")
+    return composition
+
+
 class HullReference:
     """Known phases, lowest formation energy per reduced composition, indexed by chemical system."""
 
@@ -43,13 +53,14 @@ class HullReference:
         for formula, energy in zip(formulas, e_form, strict=True):
             if formula is None or energy is None or not np.isfinite(energy):
                 continue
-            composition = Composition(formula)
+            composition = parse_formula(formula, "hull reference")
             key = composition.reduced_formula
             if key not in lowest or energy < lowest[key][1]:
                 lowest[key] = (composition.reduced_composition, float(energy))
         self.entries: dict[ChemicalSystem, list[PDEntry]] = defaultdict(list)
         for composition, energy in lowest.values():
-            self.entries[chemical_system(composition)].append(PDEntry(composition, energy * composition.num_atoms))
+            entry = PDEntry(composition, energy * composition.num_atoms)
+            self.entries[chemical_system(composition)].append(entry)
 
     def __len__(self) -> int:
         return sum(len(entries) for entries in self.entries.values())
@@ -64,7 +75,7 @@ class HullReference:
 
     def hull_energies(self, formulas: Sequence[str]) -> np.ndarray:
         """Formation energy per atom of the hull at each formula's composition (eV/atom)."""
-        compositions = [Composition(formula) for formula in formulas]
+        compositions = [parse_formula(formula, "predictions") for formula in formulas]
         by_system: dict[ChemicalSystem, list[int]] = defaultdict(list)
         for i, composition in enumerate(compositions):
             by_system[chemical_system(composition)].append(i)
@@ -96,17 +107,24 @@ def read_hull_reference(spec: str) -> HullReference:
     body, _, query = spec.partition("?")
     options = dict(parse_qsl(query, strict_parsing=bool(query)))
     if set(options) - {"split"}:
-        raise ValueError(f"hull reference {spec!r}: the only option is split=NAME/PART, got {sorted(options)}")
+        raise ValueError(f"hull reference {spec!r}: the only option is split=NAME/PART, "
+                         f"got {sorted(options)}")
     path = Path(body)
     if not path.is_file():
-        raise FileNotFoundError(f"hull reference {path} not found (give a .parquet or .csv table of known phases)")
-    table = pyarrow.csv.read_csv(path) if path.suffix == ".csv" else pq.read_table(path)
-    formula = _column(table.column_names, FORMULA_COLUMNS, path, "formula")
-    energy = _column(table.column_names, ENERGY_COLUMNS, path, "formation energy (eV/atom)")
+        raise FileNotFoundError(f"hull reference {path} not found "
+                                "(give a .parquet or .csv table of known phases)")
+    relation = duckdb.read_csv(str(path)) if path.suffix == ".csv" else duckdb.read_parquet(str(path))
+    formula = _column(relation.columns, FORMULA_COLUMNS, path, "formula")
+    energy = _column(relation.columns, ENERGY_COLUMNS, path, "formation energy (eV/atom)")
+    wanted = [formula, energy] + (["id"] if "split" in options else [])
+    if "split" in options and "id" not in relation.columns:
+        raise ValueError(f"hull reference {spec!r}: ?split= needs an id column; its columns are {relation.columns}")
+    table = pa.table(relation.select(*map(duckdb.ColumnExpression, wanted)).arrow())
     if "split" in options:
         name, _, part = options["split"].partition("/")
         parts = load_splits(path.with_name("splits.json"), name)
         if part not in parts:
-            raise ValueError(f"hull reference {spec!r}: split {name!r} has parts {sorted(parts)}, not {part!r}")
+            raise ValueError(f"hull reference {spec!r}: split {name!r} has parts {sorted(parts)}, "
+                             f"not {part!r}")
         table = table.filter(pc.is_in(table.column("id"), value_set=pa.array(parts[part])))
     return HullReference(table.column(formula).to_pylist(), table.column(energy).to_pylist())

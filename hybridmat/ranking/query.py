@@ -30,8 +30,8 @@ def prediction_files(path: Path) -> str:
     path = Path(path)
     if path.is_dir():
         if not any((path / "shards").glob(SHARD_GLOB)):
-            raise FileNotFoundError(f"{path} has no shards/{SHARD_GLOB}; give a `hybridmat screen` output directory "
-                                    "or a `hybridmat predict` .parquet file")
+            raise FileNotFoundError(f"{path} has no shards/{SHARD_GLOB}; give a `hybridmat screen` output "
+                                    "directory or a `hybridmat predict` .parquet file")
         return str(path / "shards" / SHARD_GLOB)
     if not path.is_file():
         raise FileNotFoundError(f"predictions {path} not found")
@@ -40,7 +40,8 @@ def prediction_files(path: Path) -> str:
 
 def target_names(columns: Sequence[str]) -> list[str]:
     """Targets with both ``<t>_mean`` and ``<t>_std`` columns, in column order."""
-    return [c.removesuffix("_mean") for c in columns if c.endswith("_mean") and f"{c.removesuffix('_mean')}_std" in columns]
+    means = [c.removesuffix("_mean") for c in columns if c.endswith("_mean")]
+    return [t for t in means if f"{t}_std" in columns]
 
 
 def _quote(name: str) -> str:
@@ -70,8 +71,8 @@ def order_expression(by: str, columns: Sequence[str], kappa: float, hull: bool =
     if bound not in BOUNDS:
         raise ValueError(f"--by {by!r}: the prefix must be lcb: or ucb:, not {bound!r}")
     if name not in target_names(columns):
-        raise ValueError(f"--by {by!r}: bounds need a target with _mean and _std columns: {target_names(columns)}"
-                         + ("" if hull else " (e_hull needs --hull-reference)"))
+        hint = "" if hull else " (e_hull needs --hull-reference)"
+        raise ValueError(f"--by {by!r}: bounds need a target with _mean and _std columns: {target_names(columns)}{hint}")
     mean, std = _quote(f"{name}_mean"), _quote(f"{name}_std")
     return f"{mean} {BOUNDS[bound]} {float(kappa)!r} * {std}", bound == "ucb"
 
@@ -80,7 +81,8 @@ def _with_hull(connection: duckdb.DuckDBPyConnection, hull: HullReference) -> No
     """Add view ``predictions`` = ``raw`` + ``e_hull_mean``/``e_hull_std``, one hull energy per formula."""
     if "e_form_mean" not in connection.table("raw").columns:
         raise ValueError("a hull reference needs e_form predictions (e_form_mean, e_form_std)")
-    formulas = [row[0] for row in connection.sql("SELECT DISTINCT formula FROM raw WHERE formula IS NOT NULL").fetchall()]
+    distinct = connection.sql("SELECT DISTINCT formula FROM raw WHERE formula IS NOT NULL").fetchall()
+    formulas = [row[0] for row in distinct]
     energies = hull.hull_energies(formulas) if formulas else np.empty(0)
     connection.register("hull", pa.table({"formula": pa.array(formulas, pa.string()), "hull_energy": energies}))
     connection.sql("CREATE VIEW predictions AS SELECT raw.*, raw.e_form_mean - hull.hull_energy AS e_hull_mean, "
@@ -120,6 +122,6 @@ def query_predictions(path: Path, where: str | None = None, by: str = "e_form", 
         missing = re.search(r'Referenced column "([^"]+)" not found', str(error))
         if missing:
             raise ValueError(f"--where {where!r}: {_unknown(missing.group(1), columns, hull is not None)}") from None
-        raise ValueError(f"--where {where!r}: {str(error).splitlines()[0]}") from None
+        raise ValueError(f"cannot rank {path} with --where {where!r}: {str(error).splitlines()[0]}") from None
     total = connection.sql("SELECT count(*) FROM predictions").fetchall()[0][0]
     return table.add_column(0, "rank", pa.array(np.arange(1, table.num_rows + 1), pa.int64())), total

@@ -42,13 +42,17 @@ def _text(value: object) -> str:
 
 
 def console_table(table: pa.Table, title: str, rows: int = 20) -> Table:
-    """The first ``rows`` ranked rows as a rich table."""
-    columns = display_columns(table)
+    """The first ``rows`` ranked rows as a rich table, each target as ``mean ± std``."""
+    targets = target_names(table.column_names)
+    plain = [c for c in ("rank", "id", "formula", "score") if c in table.column_names]
     console = Table(title=title)
-    for column in columns:
-        console.add_column(column, justify="left" if column in ("id", "formula") else "right")
-    for row in table.select(columns).slice(0, rows).to_pylist():
-        console.add_row(*(_text(row[c]) for c in columns))
+    for column in [*plain, *targets, *(["pareto"] if "pareto" in table.column_names else [])]:
+        console.add_column(column, justify="left" if column in ("id", "formula") else "right",
+                           no_wrap=column != "formula", overflow="fold")
+    for row in table.slice(0, rows).to_pylist():
+        cells = [_text(row[c]) for c in plain]
+        cells += [f"{_text(row[f'{t}_mean'])} ± {_text(row[f'{t}_std'])}" for t in targets]
+        console.add_row(*cells, *([_text(row["pareto"])] if "pareto" in row else []))
     return console
 
 

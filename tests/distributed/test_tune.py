@@ -66,7 +66,7 @@ def _history(search: SearchResult) -> dict[str, list[dict]]:
 
 def test_search_finishes_and_writes_a_trainable_best_job(search: SearchResult, job: dict[str, Any]) -> None:
     assert len(search.trials) == 3
-    assert all(t.status in ("completed", "stopped by ASHA") and t.epochs >= 1 for t in search.trials)
+    assert all(t.status in ("completed", "ASHA stop") and t.epochs >= 1 for t in search.trials)
     best = load_job(search.best_job)
     assert best.tune is None and best.train.epochs == 5  # train.epochs as in the job, not max_epochs
     alpha = best.model.hyper["alpha"]
@@ -93,7 +93,7 @@ def test_asha_stops_only_at_rungs_and_only_beaten_trials(search: SearchResult) -
     assert len(first_rung_best) > 1
 
 
-def test_second_run_resumes_without_rerunning_finished_trials(search: SearchResult, job: dict[str, Any]) -> None:
+def test_second_run_resumes_without_rerunning_trials(search: SearchResult, job: dict[str, Any]) -> None:
     before = _history(search)
     lines: list[str] = []
     again = run_search(parse_job(job), verbose=0, progress=False, log=lines.append)
@@ -132,7 +132,8 @@ def test_lambda_choices_travel_as_json_and_yield_to_uncertainty(job: dict[str, A
     check_space(multitask)
     dimension = multitask.tune.space["train.loss_lambdas"]
     assert encoded_choices(dimension) == ["[1.0, 1.0]", "[1.0, 0.5]"]
-    sample = decode(multitask.tune.space, {"train.loss_lambdas": "[1.0, 0.5]", "train.loss_weighting": "fixed"})
+    sample = decode(multitask.tune.space,
+                    {"train.loss_lambdas": "[1.0, 0.5]", "train.loss_weighting": "fixed"})
     assert apply_sample(multitask, sample).train.loss_lambdas == [1.0, 0.5]
     learned = apply_sample(multitask, {**sample, "train.loss_weighting": "uncertainty"})
     assert learned.train.loss_lambdas is None

@@ -1,0 +1,2 @@
+"""Ranking predictions: DuckDB queries in target names, Pareto fronts, E_hull against known phases,
+discovery metrics and the ``hybridmat rank`` report."""
