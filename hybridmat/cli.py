@@ -264,11 +264,32 @@ def demo(
     out: Annotated[Path, typer.Option(help="Directory for the demo's outputs.")] = Path("runs/demo"),
     n: Annotated[int, typer.Option("-n", help="Number of candidates.")] = 2000,
     seed: Annotated[int, typer.Option(help="Candidate sampling seed.")] = 0,
+    hull_reference: Annotated[str | None, typer.Option(help="Known phases for E_hull (default: the training split of "
+                                                            "the shared mp_cgcnn36k data when it is there).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray).")] = None,
 ) -> None:
-    """The main job on the embedded default: generate candidates and featurize them into a store."""
+    """The main job: generate candidates, screen them with the shipped ensemble on Ray, rank them."""
+    started = time.perf_counter()
     candidates_file = out / "candidates.parquet"
     candidates(out=candidates_file, n=n, seed=seed)
-    featurize(source=str(candidates_file), out=out / "features")
+    screen(source=str(candidates_file), out=out / "screen", models=None, shard_size=250, featurize_workers=None,
+           inference_workers=None, address=address, overwrite=False, quiet=False)
+    reference = hull_reference or _shared_hull_reference()
+    if reference is None:
+        console.print("no known phases found (../shared/data/mp_cgcnn36k): ranking by predicted e_form, no E_hull")
+    ranking = dict(by="lcb:e_hull", pareto="e_hull:min,band_gap:max") if reference else \
+        dict(by="lcb:e_form", pareto="e_form:min,band_gap:max")
+    rank_command(out / "screen", out=out / "rank", where="band_gap between 1 and 3", top=25, kappa=1.0,
+                 hull_reference=reference, **ranking)
+    console.print(f"demo finished in {time.perf_counter() - started:.0f} s; open {out / 'rank' / 'report.html'}")
+
+
+def _shared_hull_reference() -> str | None:
+    """The shipped ensemble's training phases (mp_cgcnn36k ``full/train``) when the shared data is present."""
+    from hybridmat.bench.data import SHARED_DATA
+
+    table = SHARED_DATA / "mp_cgcnn36k" / "mp_cgcnn36k.parquet"
+    return f"{table}?split=full/train" if table.exists() else None
 
 
 @bench_app.command("featurize")

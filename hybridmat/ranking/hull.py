@@ -10,6 +10,7 @@ the ``get_decomp_and_e_above_hull(..., allow_negative=True)`` value: negative be
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -54,7 +55,9 @@ class HullReference:
             if formula is None or energy is None or not np.isfinite(energy):
                 continue
             composition = parse_formula(formula, "hull reference")
-            key = composition.reduced_formula
+            with warnings.catch_warnings():  # noble gases have no Pauling electronegativity; only the order uses it
+                warnings.filterwarnings("ignore", message="No Pauling electronegativity", category=UserWarning)
+                key = composition.reduced_formula
             if key not in lowest or energy < lowest[key][1]:
                 lowest[key] = (composition.reduced_composition, float(energy))
         self.entries: dict[ChemicalSystem, list[PDEntry]] = defaultdict(list)

@@ -42,17 +42,18 @@ def _text(value: object) -> str:
 
 
 def console_table(table: pa.Table, title: str, rows: int = 20) -> Table:
-    """The first ``rows`` ranked rows as a rich table, each target as ``mean ± std``."""
+    """The first ``rows`` ranked rows as a rich table, each target as ``mean±std`` (3 decimals; the files
+    keep full precision); the id (which names the prototype) folds rather than squeezing other columns."""
     targets = target_names(table.column_names)
-    plain = [c for c in ("rank", "id", "formula", "score") if c in table.column_names]
+    plain = [c for c in ("rank", "id", "score") if c in table.column_names]
     console = Table(title=title)
     for column in [*plain, *targets, *(["pareto"] if "pareto" in table.column_names else [])]:
-        console.add_column(column, justify="left" if column in ("id", "formula") else "right",
-                           no_wrap=column != "formula", overflow="fold")
+        console.add_column(column, justify="left" if column == "id" else "right", overflow="fold",
+                           no_wrap=column != "id", min_width=None if column == "id" else len(column))
     for row in table.slice(0, rows).to_pylist():
-        cells = [_text(row[c]) for c in plain]
-        cells += [f"{_text(row[f'{t}_mean'])} ± {_text(row[f'{t}_std'])}" for t in targets]
-        console.add_row(*cells, *([_text(row["pareto"])] if "pareto" in row else []))
+        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else _text(row[c]) for c in plain]
+        cells += [f"{row[f'{t}_mean']:.3f}±{row[f'{t}_std']:.3f}" for t in targets]
+        console.add_row(*cells, *(["✓" if row["pareto"] else ""] if "pareto" in row else []))
     return console
 
 
