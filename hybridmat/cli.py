@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from hybridmat.bench.multitask import bench_multitask_command
 from hybridmat.bench.screening import bench_screening_command
 from hybridmat.data.candidates import DEFAULT_PROTOTYPES, DEMO_ELEMENTS
 from hybridmat.data.sources import open_source
@@ -373,6 +374,7 @@ def bench_gpu(
 
 app.command("rank")(rank_command)
 bench_app.command("screening")(bench_screening_command)
+bench_app.command("multitask")(bench_multitask_command)
 
 if __name__ == "__main__":
     app()

@@ -18,13 +18,16 @@ import numpy as np  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 CATEGORY_COLOURS = {"composition": "tab:orange", "graph": "tab:blue", "hybrid": "tab:green"}
+#: Colour of a category not in :data:`CATEGORY_COLOURS` (a row without one is labelled "other").
+OTHER_COLOUR = "grey"
 COLUMNS = ("model", "category", "target", "MAE", "RMSE", "R²", "train s", "parameters")
 
 
 def _cells(row: Mapping[str, Any]) -> list[str]:
     return [
-        row["model"], row.get("category", ""), row["target"], f"{row['mae']:.4f}", f"{row['rmse']:.4f}",
-        f"{row['r2']:.3f}", f"{row.get('train_seconds', float('nan')):.0f}", f"{row.get('parameters', 0):,}",
+        row["model"], row.get("category", ""), row["target"], f"{row['mae']:.4f}",
+        f"{row.get('rmse', float('nan')):.4f}", f"{row['r2']:.3f}",
+        f"{row.get('train_seconds', float('nan')):.0f}", f"{row.get('parameters', 0):,}",
     ]
 
 
@@ -49,12 +52,16 @@ def comparison_figure(
     results: Sequence[Mapping[str, Any]], path: Path, target: str, baseline: str = "rf", unit: str = "eV/atom"
 ) -> Path:
     """Two panels: test MAE per model (horizontal bars, a line at the ``baseline`` model) and training
-    time vs MAE (scatter coloured by category)."""
+    time vs MAE (scatter coloured by category).
+
+    Every row of ``target`` is drawn in both panels: a category outside :data:`CATEGORY_COLOURS` (or a
+    missing one, shown as "other") gets its own grey legend entry instead of being left out.
+    """
     rows = sorted((r for r in results if r["target"] == target), key=lambda r: r["mae"], reverse=True)
     if not rows:
         raise ValueError(f"no results for target {target!r}")
     figure, (bars, scatter) = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 2.5))
-    colours = [CATEGORY_COLOURS.get(r.get("category", ""), "grey") for r in rows]
+    colours = [CATEGORY_COLOURS.get(_category(r), OTHER_COLOUR) for r in rows]
     bars.barh([r["model"] for r in rows], [r["mae"] for r in rows], color=colours)
     base = next((r["mae"] for r in rows if r["model"] == baseline), None)
     if base is not None:
@@ -62,8 +69,9 @@ def comparison_figure(
         bars.legend(loc="lower right")
     bars.set_xlabel(f"test MAE ({unit})")
     bars.set_title(f"{target}: test MAE per model")
-    for category, colour in CATEGORY_COLOURS.items():
-        chosen = [r for r in rows if r.get("category") == category]
+    extra = sorted({_category(r) for r in rows} - set(CATEGORY_COLOURS))
+    for category, colour in [*CATEGORY_COLOURS.items(), *((c, OTHER_COLOUR) for c in extra)]:
+        chosen = [r for r in rows if _category(r) == category]
         if chosen:
             scatter.scatter([r.get("train_seconds", np.nan) for r in chosen], [r["mae"] for r in chosen],
                             color=colour, label=category, s=60)
@@ -79,6 +87,11 @@ def comparison_figure(
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def _category(row: Mapping[str, Any]) -> str:
+    """The row's category, "other" when it has none."""
+    return row.get("category") or "other"
 
 
 def parity_figure(

@@ -26,12 +26,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:  # the torch stack is imported when a benchmark runs, not when the CLI starts
+    from hybridmat.experiment import Fitted
+    from hybridmat.training.trainer import TrainResult
 
 TARGETS = ("e_form", "band_gap")
 MULTI_TASK_MODELS = ("multitask", "multitask_gat")
@@ -73,11 +77,11 @@ def negative_transfer(
         single_error = np.abs(single[labelled, t] - labels[labelled, t])
         multi_error = np.abs(multi[labelled, t] - labels[labelled, t])
         difference = multi_error - single_error
-        delta = float(difference.mean())
+        delta, single_mae = float(difference.mean()), float(single_error.mean())
         rows.append({
-            "target": name, "n": n, "single_mae": float(single_error.mean()), "multi_mae": float(multi_error.mean()),
+            "target": name, "n": n, "single_mae": single_mae, "multi_mae": float(multi_error.mean()),
             "delta": delta, "delta_se": float(difference.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
-            "relative": delta / float(single_error.mean()), "negative": delta > 0,
+            "relative": delta / single_mae, "negative": delta > 0,
         })
     residual = multi - labels
     correlation = {}
@@ -133,7 +137,7 @@ def run_multitask_benchmark(
     console.print(f"split {split}: " + ", ".join(f"{p} {len(data.part(p))}" for p in ("train", "val", "test"))
                   + f"; {model} {hyper}, {config.epochs} epochs")
 
-    def train(label: str, targets: Sequence[str], weighting: str) -> tuple[Any, float]:
+    def train(label: str, targets: Sequence[str], weighting: str) -> tuple[TrainResult, float]:
         """One run on ``targets`` (the same ids; a row without any of these labels is dropped)."""
         part = data if list(targets) == list(TARGETS) else load_split_data(store, ids, list(targets))
         run_config = replace(config, loss_weighting=weighting,
@@ -143,37 +147,40 @@ def run_multitask_benchmark(
                               on_epoch_end=epoch_logger(console.log, label, 0))
         return result, time.perf_counter() - started
 
-    singles = [train(f"{model} [{target}]", [target], "fixed") for target in TARGETS]
+    singles = [train(f"{model} ({target})", [target], "fixed") for target in TARGETS]
     rows, single_pred, _ = evaluate(_fitted(model, singles), data.test, f"{model} single-task")
     labels = data.test.targets.numpy()
     reports, weights = {}, {}
     details = {f"single-task {t}": _summary(*run) for t, run in zip(TARGETS, singles)}
     for weighting in WEIGHTINGS:
-        run = train(f"{model} [{weighting}]", TARGETS, weighting)
+        run = train(f"{model} ({weighting})", TARGETS, weighting)
         weighting_rows, multi_pred, _ = evaluate(_fitted(model, [run]), data.test, f"{model} {weighting}")
         rows += weighting_rows
         reports[weighting] = negative_transfer(labels, single_pred, multi_pred, TARGETS)
         weights[weighting] = _loss_weights(run[0])
         details[f"multi-task {weighting}"] = _summary(*run)
 
-    console.print(transfer_table(reports, f"negative transfer, {model} on mp_cgcnn36k {split} test (`{command}`)"))
+    title = f"negative transfer, {model} on mp_cgcnn36k {split} test (`{command}`)"
+    console.print(transfer_table(reports, title))
     for weighting, report in reports.items():
         correlation = ", ".join(f"{pair} {r:+.3f}" for pair, r in report["residual_correlation"].items())
         learned = ", ".join(f"{t} {w:.3g}" for t, w in zip(TARGETS, weights[weighting]["normalised"]))
-        console.print(f"{weighting}: multi-task residual correlation {correlation}; λ on normalised targets {learned}")
-    console.print("training σ: " + ", ".join(f"{t} {s:.4f}" for t, s in zip(TARGETS, weights["fixed"]["sigma"]))
-                  + " (fixed λ = 1/σ in raw units = 1 on the trainer's normalised targets)")
+        console.print(f"{weighting}: multi-task residual correlation {correlation}; "
+                      f"λ on normalised targets {learned}")
+    sigma = ", ".join(f"{t} {s:.4f}" for t, s in zip(TARGETS, weights["fixed"]["sigma"]))
+    console.print(f"training σ: {sigma} (fixed λ = 1/σ in raw units = 1 on the trainer's normalised targets)")
     total = time.perf_counter() - started_all
     console.print(f"total wall time {total / 60:.1f} min")
     payload = {"command": command, "split": split, "device": device, "model": model, "hyper": hyper,
                "train_config": config.as_dict(), "total_seconds": total,
                "sizes": {p: len(data.part(p)) for p in ("train", "val", "test")}, "results": rows,
-               "transfer": reports, "loss_weights": weights, "details": details, "markdown": markdown_table(rows)}
+               "transfer": reports, "loss_weights": weights, "details": details,
+               "markdown": markdown_table(rows)}
     write_json(json_path or out / "results.json", payload)
     return payload
 
 
-def _fitted(model: str, runs: Sequence[tuple[Any, float]]) -> Any:
+def _fitted(model: str, runs: Sequence[tuple[TrainResult, float]]) -> Fitted:
     """The runs as one :class:`~hybridmat.experiment.Fitted`: their prediction columns side by side."""
     from hybridmat.experiment import Fitted
     from hybridmat.training.checkpoint import predict
@@ -186,14 +193,14 @@ def _fitted(model: str, runs: Sequence[tuple[Any, float]]) -> Any:
     return Fitted(model, predict_columns, sum(seconds for _, seconds in runs), parameters)
 
 
-def _summary(result: Any, seconds: float) -> dict[str, Any]:
+def _summary(result: TrainResult, seconds: float) -> dict[str, Any]:
     """Best epoch, epochs run, training seconds and mean seconds per epoch of one run."""
     return {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "train_seconds": seconds,
             "seconds_per_epoch": float(np.mean([m["seconds"] for m in result.history])),
             "best_val_mae": result.best_val_mae}
 
 
-def _loss_weights(result: Any) -> dict[str, list[float]]:
+def _loss_weights(result: TrainResult) -> dict[str, list[float]]:
     """σ_t of the training labels and the task weights, on normalised targets and in raw units (÷ σ_t)."""
     sigma = result.normalizer.std.double()
     loss = result.loss
@@ -205,12 +212,12 @@ def bench_multitask_command(
     split: Annotated[str, typer.Option(help="cpu_small (2 CPU cores) or full (GPU).")] = "cpu_small",
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the results JSON here.")] = None,
-    model: Annotated[str, typer.Option(help="multitask (CGCNN trunk) or multitask_gat (GATv2 trunk).")] = "multitask",
-    epochs: Annotated[int | None, typer.Option(help="Epochs of every run (default: the split's plan).")] = None,
-    data: Annotated[Path | None, typer.Option(help="mp_cgcnn36k.parquet (default: ../shared/data/...).")] = None,
+    model: Annotated[str, typer.Option(help="multitask (CGCNN) or multitask_gat (GATv2).")] = "multitask",
+    epochs: Annotated[int | None, typer.Option(help="Epochs of every run (default: the plan's).")] = None,
+    data: Annotated[Path | None, typer.Option(help="mp_cgcnn36k.parquet (default: ../shared/data).")] = None,
     out: Annotated[Path, typer.Option(help="Directory for results.json.")] = Path("runs/bench_multitask"),
 ) -> None:
-    """Single- vs multi-task test MAE for e_form and band_gap (fixed λ vs uncertainty weights): negative transfer?"""
+    """Single- vs multi-task test MAE for e_form and band_gap (fixed λ vs uncertainty): negative transfer?"""
     from hybridmat.cli import console, invocation
 
     run_multitask_benchmark(split, device, json_path, console, invocation(), model, data, epochs, out)

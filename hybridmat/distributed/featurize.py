@@ -20,9 +20,8 @@ import ray
 from hybridmat.data.source import Source
 from hybridmat.features.featurizer import FeaturizerSettings, composition_featurizer
 from hybridmat.features.pipeline import (
-    DEFAULT_SHARD_SIZE, ShardInput, featurize_shard, open_store, pending_shards, progress_bar,
+    DEFAULT_SHARD_SIZE, ShardInput, ShardResult, commit_shards, featurize_shard, open_store, pending_shards,
 )
-from hybridmat.features.store import finalize_store, write_shard
 
 #: Shards in flight per worker: one running, one queued, so a worker never waits on the driver.
 IN_FLIGHT_PER_WORKER = 2
@@ -42,7 +41,7 @@ class FeaturizeWorker:
         self.target_names, self.require_targets = target_names, require_targets
         composition_featurizer(settings.composition)  # element tables loaded once per actor
 
-    def featurize(self, shard: ShardInput) -> tuple[Any, list, int]:
+    def featurize(self, shard: ShardInput) -> ShardResult:
         """``(feature table, indexed errors, number of inputs)`` of one shard."""
         return featurize_shard(shard.read(self.source), shard.start, self.settings, self.target_names,
                                self.require_targets)
@@ -113,16 +112,10 @@ def featurize_with_ray(
     def submit(shard: ShardInput) -> ray.ObjectRef:
         return next(turns).featurize.remote(shard)
 
+    results = bounded_map(submit, pending_shards(source, shard_size, done), IN_FLIGHT_PER_WORKER * workers)
     try:
-        with progress_bar(f"featurize ({workers} workers)", progress) as bar:
-            task = bar.add_task("featurize", total=total)
-            bar.update(task, completed=min(len(done) * shard_size, total or 0))
-            for shard, (table, errors, count) in bounded_map(
-                submit, pending_shards(source, shard_size, done), IN_FLIGHT_PER_WORKER * workers
-            ):
-                write_shard(out, shard.shard, table, errors)
-                bar.advance(task, count)
+        return commit_shards(out, manifest, results, total, len(done) * shard_size,
+                             f"featurize ({workers} workers)", progress)
     finally:
         for worker in pool:
             ray.kill(worker)
-    return finalize_store(out, manifest)

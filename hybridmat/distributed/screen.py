@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import ray
 
 from hybridmat.data.records import RecordError
@@ -37,8 +36,8 @@ from hybridmat.data.source import Source
 from hybridmat.distributed.featurize import FAULT_TOLERANCE, IN_FLIGHT_PER_WORKER, bounded_map
 from hybridmat.distributed.runtime import cluster_gpus
 from hybridmat.features.featurizer import FeatureBatch, FeaturizerSettings, composition_featurizer
-from hybridmat.features.pipeline import ShardInput, featurize_shard_batch, pending_shards, progress_bar
-from hybridmat.features.store import completed_shards, finalize_store, start_manifest, write_shard
+from hybridmat.features.pipeline import ShardInput, ShardResult, commit_shards, featurize_shard_batch, pending_shards
+from hybridmat.features.store import completed_shards, start_manifest
 
 DEFAULT_SCREEN_SHARD_SIZE = 500
 
@@ -87,7 +86,7 @@ class InferenceWorker:
         self.line_graph = any(m.model.needs_line_graph for m in self.ensemble.members)
 
     def predict(self, features: ShardFeatures,
-                checkpoints: list[ray.ObjectRef]) -> tuple[pa.Table, list[tuple[int, RecordError]], int]:
+                checkpoints: list[ray.ObjectRef]) -> ShardResult:
         """``(predictions table, indexed errors, number of inputs)`` of one shard."""
         from hybridmat.features.dataset import CrystalDataset
         from hybridmat.predict import predictions_table
@@ -163,16 +162,10 @@ def screen_with_ray(
         features = next(featurize_turns).featurize.remote(shard)
         return next(inference_turns).predict.remote(features, [blobs_ref])
 
+    results = bounded_map(submit, pending_shards(source, shard_size, done), IN_FLIGHT_PER_WORKER * featurize_workers)
     try:
-        with progress_bar(f"screen ({featurize_workers}+{inference_workers} actors)", progress) as bar:
-            task = bar.add_task("screen", total=total)
-            bar.update(task, completed=min(len(done) * shard_size, total or 0))
-            for shard, (table, errors, count) in bounded_map(
-                submit, pending_shards(source, shard_size, done), IN_FLIGHT_PER_WORKER * featurize_workers
-            ):
-                write_shard(out, shard.shard, table, errors)
-                bar.advance(task, count)
+        return commit_shards(out, manifest, results, total, len(done) * shard_size,
+                             f"screen ({featurize_workers}+{inference_workers} actors)", progress)
     finally:
         for actor in featurizers + inferencers:
             ray.kill(actor)
-    return finalize_store(out, manifest)

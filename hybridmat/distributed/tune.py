@@ -26,7 +26,7 @@ import numpy as np
 from rich.table import Table
 
 from hybridmat.atomic_io import atomic_write_bytes
-from hybridmat.config import JobConfig, JobFileError, SearchDimension, load_job
+from hybridmat.config import JobConfig, JobFileError, SearchDimension
 from hybridmat.distributed.runtime import ray_session
 from hybridmat.distributed.search_space import (
     apply_sample, changed_keys, check_space, decode, encoded_choices, search_identity, trained_model,

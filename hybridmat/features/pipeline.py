@@ -21,6 +21,8 @@ from hybridmat.features.featurizer import FeatureBatch, FeaturizerSettings, comp
 from hybridmat.features.store import completed_shards, finalize_store, start_manifest, write_shard
 
 DEFAULT_SHARD_SIZE = 1000
+#: What processing one shard gives: its rows as a table, ``(input index, error)`` pairs, its input count.
+ShardResult = tuple[Any, list[tuple[int, RecordError]], int]
 
 
 def featurize_shard(
@@ -122,6 +124,22 @@ def progress_bar(label: str, enabled: bool) -> Progress:
     return Progress(*columns, disable=not enabled, transient=True)
 
 
+def commit_shards(out: Path, manifest: dict[str, Any], results: Iterable[tuple[ShardInput, ShardResult]],
+                  total: int | None, already_done: int, label: str, progress: bool) -> dict[str, Any]:
+    """Write each finished shard atomically as it arrives (with a progress bar), then finalise the store.
+
+    ``results`` yields ``(shard, (table, indexed errors, number of inputs))`` in any order; it is how the
+    single-process path and the Ray paths differ, and all that differs.
+    """
+    with progress_bar(label, progress) as bar:
+        task = bar.add_task(label, total=total)
+        bar.update(task, completed=min(already_done, total or 0))
+        for shard, (table, errors, count) in results:
+            write_shard(out, shard.shard, table, errors)
+            bar.advance(task, count)
+    return finalize_store(out, manifest)
+
+
 def featurize_to_store(
     source: Source,
     out: Path,
@@ -141,14 +159,8 @@ def featurize_to_store(
     settings = settings or FeaturizerSettings()
     out = Path(out)
     manifest, done = open_store(source, out, spec, settings, shard_size, overwrite)
-    total = source.count()
-    with progress_bar("featurize", progress) as bar:
-        task = bar.add_task("featurize", total=total)
-        bar.update(task, completed=min(len(done) * shard_size, total or 0))
-        for shard in pending_shards(source, shard_size, done):
-            table, errors, count = featurize_shard(
-                shard.read(source), shard.start, settings, tuple(source.targets), require_targets
-            )
-            write_shard(out, shard.shard, table, errors)
-            bar.advance(task, count)
-    return finalize_store(out, manifest)
+    results = (
+        (shard, featurize_shard(shard.read(source), shard.start, settings, tuple(source.targets), require_targets))
+        for shard in pending_shards(source, shard_size, done)
+    )
+    return commit_shards(out, manifest, results, source.count(), len(done) * shard_size, "featurize", progress)

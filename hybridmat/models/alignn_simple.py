@@ -65,12 +65,6 @@ class SimpleALIGNN(PropertyModel):
         self.convs = nn.ModuleList(MLPMessageConv(hidden) for _ in range(n_layers))
         self.fc = nn.Linear(hidden, n_targets)
 
-    def reset_parameters(self) -> None:
-        """Reinitialise every learnable layer."""
-        for module in self.modules():
-            if module is not self and isinstance(module, (nn.Linear, nn.BatchNorm1d)):
-                module.reset_parameters()
-
     def embed(self, batch: Any) -> Tensor:
         """Pooled crystal embedding ``(num_graphs, hidden)``: the mean of the final atom features."""
         spacing = self.distance_max / (self.distance_bins - 1)  # ALIGNN's RBFExpansion, as in alignn.py

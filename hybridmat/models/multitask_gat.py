@@ -40,9 +40,9 @@ class MultiTaskGAT(PropertyModel):
                  atom_dim: int = N_ATOM_FEATURES, edge_dim: int = EDGE_DIM) -> None:
         if n_layers < 1:
             raise ValueError(f"multitask_gat needs at least one attention layer, got n_layers={n_layers}")
-        super().__init__(n_targets=n_targets, composition_dim=composition_dim, hidden=hidden, n_layers=n_layers,
-                         heads=heads, head_hidden=head_hidden, n_head_layers=n_head_layers, atom_dim=atom_dim,
-                         edge_dim=edge_dim)
+        super().__init__(n_targets=n_targets, composition_dim=composition_dim, hidden=hidden,
+                         n_layers=n_layers, heads=heads, head_hidden=head_hidden, n_head_layers=n_head_layers,
+                         atom_dim=atom_dim, edge_dim=edge_dim)
         self.hidden = hidden  # width of embed()
         self.embedding = nn.Linear(atom_dim, hidden)
         self.blocks = nn.ModuleList(GATv2Block(hidden, edge_dim, heads) for _ in range(n_layers))

@@ -1,4 +1,4 @@
-"""The negative-transfer report: the pure comparison on constructed predictions, and the command end to end."""
+"""The negative-transfer report: the pure comparison on constructed predictions; the command end to end."""
 
 from __future__ import annotations
 

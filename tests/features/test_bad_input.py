@@ -7,7 +7,6 @@ each case is then checked by its own test.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest

@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
-from pymatgen.core import Lattice, Structure
 
 from hybridmat.data.records import StructureRecord
 from hybridmat.data.sources import open_source

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 import torch.nn.functional as F
+from pymatgen.core import Structure
 
 from hybridmat.models.alignn_simple import SimpleALIGNN
 from hybridmat.models.base import build_model
@@ -80,12 +83,9 @@ def test_gradients_reach_every_parameter() -> None:
     assert_all_parameters_get_gradients(build(2), make_batch(structures()))
 
 
-def test_invariant_to_atom_order() -> None:
-    assert_invariant(build(2), permuted)
-
-
-def test_invariant_to_translation() -> None:
-    assert_invariant(build(2), translated)
+@pytest.mark.parametrize("transform", [permuted, translated], ids=["atom_order", "translation"])
+def test_invariant(transform: Callable[[Structure], Structure]) -> None:
+    assert_invariant(build(2), transform)
 
 
 def test_rejects_no_layers() -> None:

@@ -18,6 +18,8 @@ TINY = {
     "attention_fusion": {"hidden": 16, "n_conv": 2, "fusion_dim": 16},
     "multitask": {"hidden": 16, "n_conv": 2},
     "alignn": {"hidden": 16, "embedding": 8, "alignn_layers": 1, "gcn_layers": 1},
+    "alignn_simple": {"hidden": 16, "embedding": 8, "n_layers": 2},
+    "multitask_gat": {"hidden": 16, "n_layers": 2, "heads": 2},
 }
 
 

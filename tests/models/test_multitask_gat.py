@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
+from pymatgen.core import Structure
 
 from hybridmat.models.base import build_model
 from hybridmat.models.layers.gatv2_block import GATv2Block
@@ -68,12 +70,9 @@ def test_gradients_reach_every_parameter() -> None:
     assert_all_parameters_get_gradients(build(3), make_batch(structures()))
 
 
-def test_invariant_to_atom_order() -> None:
-    assert_invariant(build(2), permuted)
-
-
-def test_invariant_to_translation() -> None:
-    assert_invariant(build(2), translated)
+@pytest.mark.parametrize("transform", [permuted, translated], ids=["atom_order", "translation"])
+def test_invariant(transform: Callable[[Structure], Structure]) -> None:
+    assert_invariant(build(2), transform)
 
 
 @pytest.mark.parametrize("weighting", ["fixed", "uncertainty"])

@@ -23,7 +23,8 @@ class MLPMessageConv(nn.Module):
         \mathbf{a}_i &= \sum_{j \in \mathcal{N}(i)} \mathbf{m}_{ij}
 
         \mathbf{x}_i' &= \mathbf{x}_i + \operatorname{SiLU}\Big(\operatorname{BN}\big(U_2\,
-            \operatorname{SiLU}(U_1 [\mathbf{x}_i \,\|\, \mathbf{a}_i] + \mathbf{c}_1) + \mathbf{c}_2\big)\Big)
+            \operatorname{SiLU}(U_1 [\mathbf{x}_i \,\|\, \mathbf{a}_i] + \mathbf{c}_1)
+            + \mathbf{c}_2\big)\Big)
 
     Edge features :math:`\mathbf{e}_{ij}` are read, not updated. Unlike
     :class:`~hybridmat.models.layers.eggc.EdgeGatedGraphConv` there is no gate: every neighbour's message
