@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -376,5 +377,25 @@ app.command("rank")(rank_command)
 bench_app.command("screening")(bench_screening_command)
 bench_app.command("multitask")(bench_multitask_command)
 
+def main() -> None:
+    """The console script: user errors (a bad job file, source or address, a mismatched output
+    directory, missing data) print one line and exit 2; ``HYBRIDMAT_DEBUG=1`` shows the traceback."""
+    from hybridmat.config import JobFileError
+    from hybridmat.data.matbench_source import DatasetUnavailableError
+    from hybridmat.data.mp_source import MaterialsProjectError
+    from hybridmat.distributed.runtime import RayUnreachableError
+    from hybridmat.features.store import StoreMismatchError
+
+    user_errors = (JobFileError, RayUnreachableError, StoreMismatchError, DatasetUnavailableError,
+                   MaterialsProjectError, FileNotFoundError, ValueError)
+    try:
+        app()
+    except user_errors as error:
+        if os.environ.get("HYBRIDMAT_DEBUG"):
+            raise
+        Console(stderr=True).print(f"[red]error:[/red] {error}", highlight=False)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app()
+    main()
