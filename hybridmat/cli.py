@@ -16,6 +16,7 @@ from hybridmat.bench.multitask import bench_multitask_command
 from hybridmat.bench.screening import bench_screening_command
 from hybridmat.data.candidates import DEFAULT_PROTOTYPES, DEMO_ELEMENTS
 from hybridmat.data.sources import open_source
+from hybridmat.deploy.commands import logs_command, status_command, submit_command
 from hybridmat.features.featurizer import FeaturizerSettings
 from hybridmat.features.pipeline import DEFAULT_SHARD_SIZE, featurize_to_store
 from hybridmat.ranking.command import rank_command
@@ -374,6 +375,9 @@ def bench_gpu(
 
 
 app.command("rank")(rank_command)
+app.command("submit")(submit_command)
+app.command("status")(status_command)
+app.command("logs")(logs_command)
 bench_app.command("screening")(bench_screening_command)
 bench_app.command("multitask")(bench_multitask_command)
 

@@ -18,6 +18,7 @@ from typing import Any
 import ray
 
 from hybridmat.data.source import Source
+from hybridmat.distributed.runtime import require_cpus
 from hybridmat.features.featurizer import FeaturizerSettings, composition_featurizer
 from hybridmat.features.pipeline import (
     DEFAULT_SHARD_SIZE, ShardInput, ShardResult, commit_shards, featurize_shard, open_store, pending_shards,
@@ -104,6 +105,7 @@ def featurize_with_ray(
     settings = settings or FeaturizerSettings()
     out = Path(out)
     total = source.count()  # before the source is shipped to the actors: lets a source cache its index
+    require_cpus(workers, f"{workers} featurization workers")
     manifest, done = open_store(source, out, spec, settings, shard_size, overwrite)
     actor = ray.remote(num_cpus=1, **FAULT_TOLERANCE)(FeaturizeWorker)
     pool = [actor.remote(source, settings, tuple(source.targets), require_targets) for _ in range(workers)]

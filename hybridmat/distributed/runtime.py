@@ -92,6 +92,17 @@ def ray_session(
         ray.shutdown()
 
 
+def require_cpus(actors: int, what: str) -> None:
+    """Raise ``ValueError`` when ``actors`` one-CPU actors cannot all be placed on the cluster's CPUs
+    (they would wait forever and the run would hang without a word)."""
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if actors > cpus:
+        raise ValueError(f"{what} need {actors} CPUs but the Ray cluster has {cpus}: use fewer workers "
+                         "or a bigger cluster")
+
+
 def cluster_gpus() -> float:
     """GPUs in the connected cluster (0 on CPU-only machines)."""
     import ray

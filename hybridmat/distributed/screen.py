@@ -34,7 +34,7 @@ import ray
 from hybridmat.data.records import RecordError
 from hybridmat.data.source import Source
 from hybridmat.distributed.featurize import FAULT_TOLERANCE, IN_FLIGHT_PER_WORKER, bounded_map
-from hybridmat.distributed.runtime import cluster_gpus
+from hybridmat.distributed.runtime import cluster_gpus, require_cpus
 from hybridmat.features.featurizer import FeatureBatch, FeaturizerSettings, composition_featurizer
 from hybridmat.features.pipeline import ShardInput, ShardResult, commit_shards, featurize_shard_batch, pending_shards
 from hybridmat.features.store import completed_shards, start_manifest
@@ -136,6 +136,9 @@ def screen_with_ray(
     blobs = [Path(path).read_bytes() for path in checkpoints]
     ensemble, settings, _ = load_ensemble(blobs)
     ensemble_id = model_id(checkpoints)
+    featurize_workers = featurize_workers or _default_featurize_workers(inference_workers)
+    require_cpus(featurize_workers + inference_workers,
+                 f"{featurize_workers} featurization + {inference_workers} inference actors")
     manifest = start_manifest(
         out,
         source={"spec": spec, "description": source.describe(), "fingerprint": source.fingerprint()},
@@ -143,7 +146,6 @@ def screen_with_ray(
         shard_size=shard_size, overwrite=overwrite, extra_identity={"kind": "predictions", "model_id": ensemble_id},
     )
     done = completed_shards(out)
-    featurize_workers = featurize_workers or _default_featurize_workers(inference_workers)
     gpus = cluster_gpus()
     featurizers = [
         ray.remote(num_cpus=1, **FAULT_TOLERANCE)(ScreenFeaturizer)

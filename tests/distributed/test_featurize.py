@@ -89,3 +89,9 @@ def test_source_without_count_and_resume(tmp_path: Path) -> None:
     ids = FeatureStore(tmp_path / "ray").read_table(["id"]).column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 12
     assert list(itertools.chain(ids)) == [r.id for r in source.records]
+
+
+def test_more_workers_than_cpus_is_refused_not_a_silent_hang(table: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="need 3 CPUs but the Ray cluster has 2"):
+        featurize_with_ray(open_source(str(table)), tmp_path / "ray", spec=str(table), workers=3, progress=False)
+    assert not (tmp_path / "ray" / "manifest.json").exists()
