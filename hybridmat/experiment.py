@@ -191,8 +191,12 @@ def epoch_logger(log: Callable[[str], None], name: str, member: int) -> Callable
     """A trainer callback that reports each epoch as one line."""
 
     def report(epoch: int, metrics: dict[str, float]) -> None:
-        log(f"{name} member {member} epoch {epoch}: loss {metrics['train_loss']:.4f}, "
-            f"val MAE {metrics.get('val_mae', float('nan')):.4f}, {metrics['structures_per_s']:,.0f} structures/s")
+        per_target = {k.removeprefix("val_mae_"): v for k, v in metrics.items() if k.startswith("val_mae_")}
+        val = (f"val MAE {metrics.get('val_mae', float('nan')):.4f}" if len(per_target) < 2 else
+               "val MAE " + ", ".join(f"{t} {v:.4f}" for t, v in per_target.items())
+               + f" (selection {metrics['val_mae']:.3f} σ)")
+        log(f"{name} member {member} epoch {epoch}: loss {metrics['train_loss']:.4f}, {val}, "
+            f"{metrics['structures_per_s']:,.0f} structures/s")
 
     return report
 

@@ -36,7 +36,7 @@ from hybridmat.experiment import SplitData, fit_rf
 from hybridmat.models.base import MODEL_REGISTRY, build_model
 from hybridmat.models.late_fusion import LateFusion
 from hybridmat.training.checkpoint import predict_table
-from hybridmat.training.metrics import mae
+from hybridmat.training.metrics import mae, selection_mae
 from hybridmat.training.trainer import LAST, Trainer, TrainConfig, seed_everything
 from hybridmat.workflow import job_split_data, train_config
 
@@ -126,7 +126,7 @@ def fused_metrics(trainer: Trainer, rf_val: np.ndarray, hyper: dict[str, Any]) -
     fusion = LateFusion(hyper.get("method", "alpha"), fixed_alpha=hyper.get("alpha"))
     per_target = mae(table.y, fusion.fit(rf_val, gnn_val, table.y).predict(rf_val, gnn_val))
     names = trainer.target_names
-    return {METRIC: float(np.nanmean(per_target)),
+    return {METRIC: selection_mae(per_target, trainer.normalizer.std.cpu().numpy()),
             **{f"{METRIC}_{n}": float(v) for n, v in zip(names, per_target)},
             **{f"alpha_{n}": float(a) for n, a in zip(names, fusion.alpha)}}
 

@@ -29,6 +29,16 @@ def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def selection_mae(per_target: np.ndarray, scale: np.ndarray) -> float:
+    """The one number validation selects on: the MAE for one target; for several, the mean of each
+    target's MAE divided by its training-label standard deviation (``scale``), so that no target wins
+    by its units (a band gap in eV would otherwise outweigh a formation energy in eV/atom)."""
+    per_target = np.asarray(per_target, dtype=np.float64)
+    if per_target.size == 1:
+        return float(per_target[0])
+    return float(np.nanmean(per_target / np.asarray(scale, dtype=np.float64)))
+
+
 def mae(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """Mean absolute error per target over the labelled rows."""
     y_true, y_pred, mask = _columns(y_true, y_pred)

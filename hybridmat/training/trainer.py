@@ -1,6 +1,10 @@
 """The one trainer for every torch model: normalised targets, AdamW, a one-cycle or cosine schedule,
 early stopping on validation MAE, AMP on CUDA, deterministic CPU runs and resume after a crash.
 
+With several targets, "validation MAE" (``val_mae``, what early stopping and the best epoch use) is
+:func:`~hybridmat.training.metrics.selection_mae`: the mean of the per-target MAEs each divided by that
+target's training standard deviation. The raw per-target MAEs are reported as ``val_mae_<target>``.
+
 Resume: with ``checkpoint_dir`` set, ``last.pt`` is written atomically after every epoch. It holds the
 model, optimiser, scheduler, grad scaler and loss states, the normaliser, the best weights so far with
 their epoch and metric, the early-stopping counter, the history and the torch/numpy/python RNG states.
@@ -30,7 +34,7 @@ from hybridmat.models.base import PropertyModel
 from hybridmat.models.losses import MultiTaskLoss
 from hybridmat.training.checkpoint import predict_table, read_state, save_checkpoint, write_state
 from hybridmat.training.collate import GraphTable
-from hybridmat.training.metrics import mae
+from hybridmat.training.metrics import mae, selection_mae
 from hybridmat.training.normalizer import TargetNormalizer
 
 LAST = "last.pt"
@@ -331,7 +335,7 @@ class Trainer:
         metrics = {"epoch": self.epoch, "train_loss": train_loss, "lr": self.scheduler.get_last_lr()[0]}
         if self.val_table is not None:
             per_target = self.evaluate(self.val_table)
-            val_mae = float(np.nanmean(per_target))
+            val_mae = selection_mae(per_target, self.normalizer.std.cpu().numpy())
             metrics["val_mae"] = val_mae
             metrics.update({f"val_mae_{name}": float(v) for name, v in zip(self.target_names, per_target)})
             if val_mae < self.best_val_mae:  # NaN (a diverged model) never improves

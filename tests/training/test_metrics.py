@@ -37,3 +37,12 @@ def test_regression_metrics_dict() -> None:
                                 ["e_form", "band_gap"])
     assert report["e_form"] == {"mae": 0.5, "rmse": pytest.approx(np.sqrt(0.5)), "r2": 0.5, "n": 2}
     assert report["band_gap"]["n"] == 1 and report["band_gap"]["mae"] == 0.5
+
+
+def test_selection_mae_is_scale_free_for_several_targets() -> None:
+    from hybridmat.training.metrics import selection_mae
+
+    assert selection_mae(np.array([0.08]), np.array([1.1])) == pytest.approx(0.08)  # one target: the MAE itself
+    # e_form 0.1 eV/atom (σ 1) and band gap 0.5 eV (σ 2): 0.1 and 0.25 in units of σ, mean 0.175
+    assert selection_mae(np.array([0.1, 0.5]), np.array([1.0, 2.0])) == pytest.approx(0.175)
+    assert selection_mae(np.array([0.1, np.nan]), np.array([1.0, 2.0])) == pytest.approx(0.1)
