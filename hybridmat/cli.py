@@ -309,8 +309,8 @@ def bench_featurize(
 
 @bench_app.command("distributed")
 def bench_distributed(
-    n: Annotated[int, typer.Option("--n", help="Number of real MP structures to featurize.")] = 12000,
-    shard_size: Annotated[int, typer.Option(help="Rows per shard (one actor call).")] = 500,
+    n: Annotated[int, typer.Option("--n", help="Number of real MP structures to featurize.")] = 24000,
+    shard_size: Annotated[int, typer.Option(help="Rows per shard (one actor call).")] = DEFAULT_SHARD_SIZE,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON here.")] = None,
     data: Annotated[Path | None, typer.Option(help="mp_cgcnn36k.parquet (default: ../shared/data/...).")] = None,
 ) -> None:
