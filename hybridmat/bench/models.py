@@ -69,7 +69,7 @@ PLANS = {
 }
 
 
-def _store(data_path: Path, console: Console) -> FeatureStore:
+def benchmark_store(data_path: Path, console: Console) -> FeatureStore:
     """The featurized dataset (featurized once into runs/features, reused afterwards)."""
     out = Path("runs/features") / data_path.stem
     started = time.perf_counter()
@@ -110,7 +110,7 @@ def run_models_benchmark(
     started_all = time.perf_counter()
     plan, data_path = PLANS[split], data_path or default_mp_parquet()
     out.mkdir(parents=True, exist_ok=True)
-    store = _store(data_path, console)
+    store = benchmark_store(data_path, console)
     ids = split_ids(store, split, data_path.with_name("splits.json"))
     data = load_split_data(store, ids, ["e_form"])
     console.print(f"split {split}: " + ", ".join(f"{p} {len(data.part(p))}" for p in ("train", "val", "test"))

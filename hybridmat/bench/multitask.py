@@ -117,7 +117,7 @@ def run_multitask_benchmark(
 ) -> dict[str, Any]:
     """Train the single- and multi-task runs on ``split``, print and return the transfer report (and JSON)."""
     from hybridmat.bench.data import default_mp_parquet
-    from hybridmat.bench.models import PLANS, _store
+    from hybridmat.bench.models import PLANS, benchmark_store
     from hybridmat.experiment import epoch_logger, evaluate, load_split_data, split_ids, write_json
     from hybridmat.report import markdown_table
     from hybridmat.training.ensemble import train_member
@@ -131,7 +131,7 @@ def run_multitask_benchmark(
     hyper = plan.hyper[model]
     config = plan.config(model, device, seed)
     config = replace(config, epochs=config.epochs if epochs is None else epochs)
-    store = _store(data_path, console)
+    store = benchmark_store(data_path, console)
     ids = split_ids(store, split, data_path.with_name("splits.json"))
     data = load_split_data(store, ids, list(TARGETS))
     console.print(f"split {split}: " + ", ".join(f"{p} {len(data.part(p))}" for p in ("train", "val", "test"))
