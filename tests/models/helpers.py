@@ -88,6 +88,15 @@ def assert_output_shape(model: nn.Module, batch: Batch, n_targets: int) -> None:
     assert torch.isfinite(out).all()
 
 
+def assert_rebuilds_from_config(model: nn.Module, name: str, batch: Batch) -> None:
+    """``build_model(name, **model.config)`` plus the state dict predicts exactly what ``model`` does."""
+    from hybridmat.models.base import build_model
+
+    rebuilt = build_model(name, **model.config)
+    rebuilt.load_state_dict(model.state_dict())
+    torch.testing.assert_close(rebuilt.eval()(batch), model.eval()(batch))
+
+
 def assert_all_parameters_get_gradients(model: nn.Module, batch: Batch) -> None:
     """One backward in training mode reaches every trainable parameter with a finite gradient."""
     model.train()

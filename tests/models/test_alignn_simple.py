@@ -16,6 +16,7 @@ from tests.models.helpers import (
     assert_all_parameters_get_gradients,
     assert_invariant,
     assert_output_shape,
+    assert_rebuilds_from_config,
     make_batch,
     permuted,
     prepare,
@@ -74,9 +75,7 @@ def test_output_shape_and_registry() -> None:
     batch = make_batch(structures())
     assert_output_shape(prepare(model, batch), batch, 2)
     assert model.embed(batch).shape == (4, 32)
-    rebuilt = build_model("alignn_simple", **model.config)
-    rebuilt.load_state_dict(model.state_dict())
-    torch.testing.assert_close(rebuilt.eval()(batch), model(batch))
+    assert_rebuilds_from_config(model, "alignn_simple", batch)
 
 
 def test_gradients_reach_every_parameter() -> None:

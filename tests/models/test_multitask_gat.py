@@ -17,6 +17,7 @@ from tests.models.helpers import (
     assert_all_parameters_get_gradients,
     assert_invariant,
     assert_output_shape,
+    assert_rebuilds_from_config,
     make_batch,
     permuted,
     prepare,
@@ -61,9 +62,7 @@ def test_output_shape_one_head_per_target() -> None:
     batch = make_batch(structures())
     assert_output_shape(prepare(model, batch), batch, 3)
     assert model.embed(batch).shape == (4, 16)
-    rebuilt = build_model("multitask_gat", **model.config)
-    rebuilt.load_state_dict(model.state_dict())
-    torch.testing.assert_close(rebuilt.eval()(batch), model(batch))
+    assert_rebuilds_from_config(model, "multitask_gat", batch)
 
 
 def test_gradients_reach_every_parameter() -> None:
