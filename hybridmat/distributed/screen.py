@@ -78,6 +78,7 @@ class InferenceWorker:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.ensemble_id = ensemble_id
         self.ensemble: Any = None
+        self.line_graph = False
 
     def _load(self, checkpoints: list[ray.ObjectRef]) -> None:
         from hybridmat.predict import load_ensemble
