@@ -56,7 +56,7 @@ PLANS = {
         hyper={"rf": {"n_estimators": 300}, "cgcnn": GNN, "early_fusion": GNN, "attention_fusion": GNN,
                "multitask": GNN, "alignn": {"hidden": 64, "alignn_layers": 2, "gcn_layers": 2},
                "alignn_simple": {"hidden": 64, "n_layers": 4}, "multitask_gat": GAT},
-        train={"alignn": {"epochs": 24, "patience": 10}, "alignn_simple": {"epochs": 24, "patience": 10},
+        train={"alignn": {"epochs": 18, "patience": 10}, "alignn_simple": {"epochs": 18, "patience": 10},
                "multitask_gat": {"epochs": 40, "patience": 10}},
         base=TrainConfig(epochs=80, batch_size=64, lr=2e-3, patience=20),
     ),
