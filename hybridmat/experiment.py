@@ -23,7 +23,7 @@ from hybridmat.features.store import FeatureStore
 from hybridmat.models.base import MODEL_REGISTRY
 from hybridmat.models.late_fusion import LateFusion
 from hybridmat.models.rf import RF_NAME, RandomForestModel
-from hybridmat.training.ensemble import Ensemble, Member, train_member
+from hybridmat.training.ensemble import Ensemble, Member, MemberSpec, member_specs, train_member
 from hybridmat.training.metrics import regression_metrics
 from hybridmat.training.trainer import TrainConfig, TrainResult
 
@@ -128,20 +128,6 @@ def late_fusion_predictor(
         return fusion.predict(rf_mean, gnn_mean), gnn_std
 
     return predict
-
-
-@dataclass(frozen=True)
-class MemberSpec:
-    """One ensemble member: its seed and the directory it checkpoints to (and resumes from)."""
-
-    seed: int
-    checkpoint_dir: str | None
-
-
-def member_specs(config: TrainConfig, members: int, output: Path | None) -> list[MemberSpec]:
-    """Seeds ``config.seed + k`` and checkpoint directories ``<output>/member-k``."""
-    return [MemberSpec(config.seed + k, None if output is None else str(Path(output) / f"member-{k}"))
-            for k in range(members)]
 
 
 #: Trains the members of an ensemble: ``(name, hyper, data, config, specs, featurizer_settings) -> results``.

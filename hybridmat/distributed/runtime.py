@@ -103,8 +103,10 @@ def require_cpus(actors: int, what: str) -> None:
                          "or a bigger cluster")
 
 
-def cluster_gpus() -> float:
-    """GPUs in the connected cluster (0 on CPU-only machines)."""
+def gpu_share(actors: int) -> float:
+    """The GPUs each of ``actors`` actors asks for: an equal share of the cluster's (at most one each),
+    0 on a cluster without GPUs."""
     import ray
 
-    return float(ray.cluster_resources().get("GPU", 0.0))
+    gpus = float(ray.cluster_resources().get("GPU", 0.0))
+    return min(1.0, gpus / actors) if gpus else 0.0

@@ -34,7 +34,7 @@ import ray
 from hybridmat.data.records import RecordError
 from hybridmat.data.source import Source
 from hybridmat.distributed.featurize import FAULT_TOLERANCE, IN_FLIGHT_PER_WORKER, bounded_map
-from hybridmat.distributed.runtime import cluster_gpus, require_cpus
+from hybridmat.distributed.runtime import gpu_share, require_cpus
 from hybridmat.features.featurizer import FeatureBatch, FeaturizerSettings, composition_featurizer
 from hybridmat.features.pipeline import ShardInput, ShardResult, commit_shards, featurize_shard_batch, pending_shards
 from hybridmat.features.store import completed_shards, start_manifest
@@ -147,7 +147,6 @@ def screen_with_ray(
         shard_size=shard_size, overwrite=overwrite, extra_identity={"kind": "predictions", "model_id": ensemble_id},
     )
     done = completed_shards(out)
-    gpus = cluster_gpus()
     featurizers = [
         ray.remote(num_cpus=1, **FAULT_TOLERANCE)(ScreenFeaturizer)
         .options(name=f"{actor_prefix}-featurize-{k}").remote(source, settings)
@@ -155,7 +154,7 @@ def screen_with_ray(
     ]
     blobs_ref = ray.put(blobs)
     inferencers = [
-        ray.remote(num_cpus=1, num_gpus=min(1.0, gpus / inference_workers) if gpus else 0, **FAULT_TOLERANCE)(
+        ray.remote(num_cpus=1, num_gpus=gpu_share(inference_workers), **FAULT_TOLERANCE)(
             InferenceWorker).options(name=f"{actor_prefix}-inference-{k}").remote(ensemble_id)
         for k in range(inference_workers)
     ]

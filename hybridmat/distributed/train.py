@@ -13,9 +13,9 @@ from typing import Any
 
 import ray
 
-from hybridmat.distributed.runtime import cluster_gpus
-from hybridmat.experiment import MemberSpec, SplitData
-from hybridmat.training.ensemble import train_member
+from hybridmat.distributed.runtime import gpu_share
+from hybridmat.experiment import SplitData
+from hybridmat.training.ensemble import MemberSpec, train_member
 from hybridmat.training.trainer import TrainConfig, TrainResult
 
 
@@ -35,8 +35,7 @@ class MemberTrainer:
 
 def member_resources(members: int) -> dict[str, float]:
     """One CPU per member, plus ``1/members`` of a GPU when the cluster has GPUs."""
-    gpus = cluster_gpus()
-    return {"num_cpus": 1, "num_gpus": min(1.0, gpus / members) if gpus else 0}
+    return {"num_cpus": 1, "num_gpus": gpu_share(members)}
 
 
 def train_members_on_ray(name: str, hyper: Mapping[str, Any], data: SplitData, config: TrainConfig,

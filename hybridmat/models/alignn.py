@@ -55,6 +55,13 @@ from hybridmat.models.base import PropertyModel, register
 from hybridmat.models.layers.eggc import EdgeGatedGraphConv
 
 
+def bond_length_basis(edge_vec: Tensor, distance_max: float, bins: int) -> Tensor:
+    """ALIGNN's ``RBFExpansion`` of bond lengths: ``exp(-(d - c_k)^2 / spacing)`` on ``bins`` centres over
+    ``[0, distance_max]``, i.e. a Gaussian width of ``sqrt(spacing)`` in our convention. ``(E, bins)``."""
+    spacing = distance_max / (bins - 1)
+    return gaussian_expansion(edge_vec.norm(dim=1), 0.0, distance_max, spacing, math.sqrt(spacing))
+
+
 def mlp_layer(in_features: int, out_features: int) -> nn.Sequential:
     """ALIGNN's ``MLPLayer``: ``Linear -> BatchNorm1d -> SiLU``."""
     return nn.Sequential(nn.Linear(in_features, out_features), nn.BatchNorm1d(out_features), nn.SiLU())
@@ -162,12 +169,7 @@ class ALIGNN(PropertyModel):
         """Pooled crystal embedding ``(num_graphs, hidden)``: the mean of the final atom features."""
         edge_index = batch.edge_index
         x = self.atom_embedding(batch.x)
-        # ALIGNN's RBFExpansion: exp(-(v - c)^2 / spacing), i.e. width sqrt(spacing) in our convention.
-        spacing = self.distance_max / (self.distance_bins - 1)
-        distance_basis = gaussian_expansion(
-            batch.edge_vec.norm(dim=1), 0.0, self.distance_max, spacing, math.sqrt(spacing)
-        )
-        y = self.edge_embedding(distance_basis)
+        y = self.edge_embedding(bond_length_basis(batch.edge_vec, self.distance_max, self.distance_bins))
         if self.angle_embedding is not None:
             if "line_edge_index" not in batch:
                 raise ValueError(

@@ -22,15 +22,13 @@ atom-graph updates), ``distance_bins`` (80), ``distance_max`` (8.0 Å). To compa
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 
 from hybridmat.features.atom_features import N_ATOM_FEATURES
-from hybridmat.features.graph import gaussian_expansion
-from hybridmat.models.alignn import mlp_layer
+from hybridmat.models.alignn import bond_length_basis, mlp_layer
 from hybridmat.models.base import PropertyModel, register
 from hybridmat.models.layers.mlp_message import MLPMessageConv
 
@@ -67,11 +65,7 @@ class SimpleALIGNN(PropertyModel):
 
     def embed(self, batch: Any) -> Tensor:
         """Pooled crystal embedding ``(num_graphs, hidden)``: the mean of the final atom features."""
-        spacing = self.distance_max / (self.distance_bins - 1)  # ALIGNN's RBFExpansion, as in alignn.py
-        distance_basis = gaussian_expansion(
-            batch.edge_vec.norm(dim=1), 0.0, self.distance_max, spacing, math.sqrt(spacing)
-        )
-        edge_attr = self.edge_embedding(distance_basis)
+        edge_attr = self.edge_embedding(bond_length_basis(batch.edge_vec, self.distance_max, self.distance_bins))
         x = self.atom_embedding(batch.x)
         for conv in self.convs:
             x = conv(x, batch.edge_index, edge_attr)

@@ -32,6 +32,20 @@ class Member:
     normalizer: TargetNormalizer
 
 
+@dataclass(frozen=True)
+class MemberSpec:
+    """One ensemble member: its seed and the directory it checkpoints to (and resumes from)."""
+
+    seed: int
+    checkpoint_dir: str | None
+
+
+def member_specs(config: TrainConfig, members: int, output: Path | str | None) -> list[MemberSpec]:
+    """Seeds ``config.seed + k`` and checkpoint directories ``<output>/member-k``."""
+    return [MemberSpec(config.seed + k, None if output is None else str(Path(output) / f"member-{k}"))
+            for k in range(members)]
+
+
 def train_member(
     model_name: str,
     model_config: Mapping[str, Any],
@@ -78,14 +92,11 @@ def train_ensemble(
     """
     if n_members < 2:
         raise ValueError(f"an ensemble needs at least 2 members for a spread, got n_members={n_members}")
-    results = []
-    for k in range(n_members):
-        root = config.checkpoint_dir
-        directory = None if root is None else str(Path(root) / f"member-{k}")
-        results.append(train_member(
-            model_name, model_config, train_set, val_set, replace(config, checkpoint_dir=directory),
-            config.seed + k, loss=None if loss_factory is None else loss_factory(), resume=resume,
-        ))
+    results = [
+        train_member(model_name, model_config, train_set, val_set, replace(config, checkpoint_dir=spec.checkpoint_dir),
+                     spec.seed, loss=None if loss_factory is None else loss_factory(), resume=resume)
+        for spec in member_specs(config, n_members, config.checkpoint_dir)
+    ]
     return Ensemble([Member(r.model, r.normalizer) for r in results]), results
 
 
