@@ -13,8 +13,9 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hybridmat.data.sources import SOURCE_SCHEMES
+from hybridmat.data.source_strings import SOURCE_SCHEMES
 from hybridmat.features.featurizer import FeaturizerSettings
+from hybridmat.console import UserError
 
 
 class Section(BaseModel):
@@ -161,7 +162,7 @@ class JobConfig(Section):
             raise JobFileError(f"job {self.name!r}: `hybridmat {command}` needs the section(s) {missing} in the job file")
 
 
-class JobFileError(ValueError):
+class JobFileError(UserError):
     """A job file that does not match the schema; the message names each bad key."""
 
 

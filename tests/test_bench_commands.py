@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hybridmat.cli import app
-from hybridmat.data.sources import open_source
+from hybridmat.data.source_strings import open_source
 from hybridmat.data.writers import write_structure_table
 from hybridmat.features.featurizer import FeaturizerSettings
 from hybridmat.features.pipeline import featurize_to_store

@@ -11,8 +11,8 @@ import torch
 
 from hybridmat.data.records import StructureRecord
 from hybridmat.data.writers import write_structure_table
-from hybridmat.data.sources import open_source
-from hybridmat.predict import PRETRAINED_DIR, predict_source, pretrained_checkpoints
+from hybridmat.data.source_strings import open_source
+from hybridmat.workflows.predict import PRETRAINED_DIR, predict_source, pretrained_checkpoints
 from tests.conftest import perovskite, rocksalt
 
 

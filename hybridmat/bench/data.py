@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-#: Where the shared datasets live: $HYBRIDMAT_SHARED_DATA, else ../shared/data beside the checkout.
-SHARED_DATA = Path(os.environ.get("HYBRIDMAT_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+from hybridmat.console import UserError
+from hybridmat.data.shared import MP_TABLE, SHARED_DATA
+
+__all__ = ["SHARED_DATA", "default_mp_parquet", "sample_rows"]
 
 
 def default_mp_parquet() -> Path:
     """The Materials Project dataset (``mp_cgcnn36k.parquet``), with a clear error when it is absent."""
-    path = SHARED_DATA / "mp_cgcnn36k" / "mp_cgcnn36k.parquet"
+    path = MP_TABLE
     if not path.exists():
-        raise FileNotFoundError(
+        raise UserError(
             f"{path} not found: put the shared data beside the checkout (../shared/data) "
             "or set HYBRIDMAT_SHARED_DATA, or pass --data"
         )

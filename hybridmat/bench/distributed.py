@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hybridmat.bench.data import default_mp_parquet
-from hybridmat.data.sources import open_source
+from hybridmat.data.source_strings import open_source
 from hybridmat.features.pipeline import featurize_to_store
 
 TARGET_SPEEDUP, TARGET_OVERHEAD = 1.6, 0.15

@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hybridmat.experiment import write_json
+from hybridmat.workflows.fitting import write_json
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.features.store import FeatureStore
 from hybridmat.models.base import build_model

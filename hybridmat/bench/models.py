@@ -18,15 +18,15 @@ from typing import Any
 from rich.console import Console
 
 from hybridmat.bench.data import default_mp_parquet
-from hybridmat.data.sources import open_source
-from hybridmat.experiment import (
+from hybridmat.data.source_strings import open_source
+from hybridmat.workflows.fitting import (
     Fitted, evaluate, fit_late_fusion, fit_rf, fit_torch, load_split_data, split_ids, write_json,
 )
 from hybridmat.features.featurizer import FeaturizerSettings
 from hybridmat.features.pipeline import featurize_to_store
 from hybridmat.features.store import FeatureStore
-from hybridmat.importance import permutation_importance
-from hybridmat.report import comparison_figure, comparison_table, markdown_table, parity_figure
+from hybridmat.workflows.importance import permutation_importance
+from hybridmat.workflows.comparison import comparison_figure, comparison_table, markdown_table, parity_figure
 from hybridmat.training.trainer import TrainConfig
 
 #: Hybrids and their two parents; ALIGNN is compared with CGCNN and with itself without the line graph.

@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:  # the torch stack is imported when a benchmark runs, not when the CLI starts
-    from hybridmat.experiment import Fitted
+    from hybridmat.workflows.fitting import Fitted
     from hybridmat.training.trainer import TrainResult
 
 TARGETS = ("e_form", "band_gap")
@@ -118,8 +118,8 @@ def run_multitask_benchmark(
     """Train the single- and multi-task runs on ``split``, print and return the transfer report (and JSON)."""
     from hybridmat.bench.data import default_mp_parquet
     from hybridmat.bench.models import PLANS, benchmark_store
-    from hybridmat.experiment import epoch_logger, evaluate, load_split_data, split_ids, write_json
-    from hybridmat.report import markdown_table
+    from hybridmat.workflows.fitting import epoch_logger, evaluate, load_split_data, split_ids, write_json
+    from hybridmat.workflows.comparison import markdown_table
     from hybridmat.training.ensemble import train_member
 
     if split not in PLANS:
@@ -181,8 +181,8 @@ def run_multitask_benchmark(
 
 
 def _fitted(model: str, runs: Sequence[tuple[TrainResult, float]]) -> Fitted:
-    """The runs as one :class:`~hybridmat.experiment.Fitted`: their prediction columns side by side."""
-    from hybridmat.experiment import Fitted
+    """The runs as one :class:`~hybridmat.workflows.fitting.Fitted`: their prediction columns side by side."""
+    from hybridmat.workflows.fitting import Fitted
     from hybridmat.training.checkpoint import predict
 
     def predict_columns(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -218,6 +218,6 @@ def bench_multitask_command(
     out: Annotated[Path, typer.Option(help="Directory for results.json.")] = Path("runs/bench_multitask"),
 ) -> None:
     """Single- vs multi-task test MAE for e_form and band_gap (fixed λ vs uncertainty): negative transfer?"""
-    from hybridmat.cli import console, invocation
+    from hybridmat.console import console, invocation
 
     run_multitask_benchmark(split, device, json_path, console, invocation(), model, data, epochs, out)

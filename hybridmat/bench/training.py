@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from torch_geometric.loader import DataLoader
 
-from hybridmat.experiment import write_json
+from hybridmat.workflows.fitting import write_json
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.features.store import FeatureStore
 from hybridmat.models.base import build_model

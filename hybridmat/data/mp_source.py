@@ -30,6 +30,7 @@ from hybridmat.data.cif_dir import parse_target, short_message
 from hybridmat.data.records import RecordError, SourceItem, StructureRecord
 from hybridmat.data.source import Source, hash_strings
 from hybridmat.data.tables import structure_from_dict
+from hybridmat.console import UserError
 
 API_KEY_ENV = "MP_API_KEY"
 ENDPOINT_ENV = "MP_API_ENDPOINT"
@@ -49,7 +50,7 @@ _STATUS = re.compile(r"status code (\d{3})")
 T = TypeVar("T")
 
 
-class MaterialsProjectError(RuntimeError):
+class MaterialsProjectError(UserError):
     """A Materials Project request failed for good (after retries, or for a non-transient reason)."""
 
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import psutil
+from hybridmat.console import UserError
 
 LOCAL = "local"
 #: Share of the available memory the embedded cluster's object store may use, and its cap.
@@ -24,7 +25,7 @@ OBJECT_STORE_CAP = 8 << 30
 CONNECT_TIMEOUT_S = 5.0
 
 
-class RayUnreachableError(ConnectionError):
+class RayUnreachableError(UserError):
     """A Ray address that does not accept connections."""
 
 

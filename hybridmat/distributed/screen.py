@@ -81,7 +81,7 @@ class InferenceWorker:
         self.line_graph = False
 
     def _load(self, checkpoints: list[ray.ObjectRef]) -> None:
-        from hybridmat.predict import load_ensemble
+        from hybridmat.workflows.predict import load_ensemble
 
         self.ensemble, _, _ = load_ensemble(ray.get(checkpoints[0]), self.device)
         self.line_graph = any(m.model.needs_line_graph for m in self.ensemble.members)
@@ -90,7 +90,7 @@ class InferenceWorker:
                 checkpoints: list[ray.ObjectRef]) -> ShardResult:
         """``(predictions table, indexed errors, number of inputs)`` of one shard."""
         from hybridmat.features.dataset import CrystalDataset
-        from hybridmat.predict import predictions_table
+        from hybridmat.workflows.predict import predictions_table
 
         if self.ensemble is None:
             self._load(checkpoints)
@@ -129,7 +129,7 @@ def screen_with_ray(
     ``hybridmat-screen-<random>``) so an operator or a test can find them. Returns the final manifest,
     whose ``counts`` account for every input row.
     """
-    from hybridmat.predict import load_ensemble, model_id
+    from hybridmat.workflows.predict import load_ensemble, model_id
 
     out = Path(out)
     actor_prefix = actor_prefix or f"hybridmat-screen-{uuid.uuid4().hex[:8]}"

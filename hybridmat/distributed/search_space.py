@@ -22,12 +22,12 @@ from hybridmat.models.base import build_model
 from hybridmat.models.late_fusion import LateFusion
 from hybridmat.models.rf import RF_NAME
 from hybridmat.training.trainer import build_loss
-from hybridmat.workflow import train_config
+from hybridmat.workflows.train import train_config
 
 SEARCHABLE = ("train.", "model.hyper.")
 NOT_SEARCHABLE = {"train.epochs": "trials run tune.max_epochs epochs; set that instead",
                   "model.hyper.rf": "the forest is fitted once, before the search"}
-#: The ``model.hyper`` keys of late fusion that :func:`hybridmat.workflow.fit_by_name` reads.
+#: The ``model.hyper`` keys of late fusion that :func:`hybridmat.workflows.train.fit_by_name` reads.
 LATE_FUSION_HYPER = ("graph_model", "graph_hyper", "rf", "method", "alpha")
 #: Tune settings that define a search (the rest, such as resources and paths, may change on resume).
 SEARCH_SETTINGS = ("space", "num_samples", "max_epochs", "grace_period", "reduction_factor", "searcher")

@@ -14,7 +14,7 @@ from typing import Any
 import ray
 
 from hybridmat.distributed.runtime import gpu_share
-from hybridmat.experiment import SplitData
+from hybridmat.workflows.fitting import SplitData
 from hybridmat.training.ensemble import MemberSpec, train_member
 from hybridmat.training.trainer import TrainConfig, TrainResult
 
@@ -43,7 +43,7 @@ def train_members_on_ray(name: str, hyper: Mapping[str, Any], data: SplitData, c
                          featurizer_settings: Mapping[str, Any] | None = None) -> list[TrainResult]:
     """Train ``members`` concurrently (Ray must be running); results in member order.
 
-    A :data:`~hybridmat.experiment.MemberRunner` for :func:`~hybridmat.experiment.fit_torch`.
+    A :data:`~hybridmat.workflows.fitting.MemberRunner` for :func:`~hybridmat.workflows.fitting.fit_torch`.
     """
     data_ref = ray.put(data)
     actor = ray.remote(**member_resources(len(members)))(MemberTrainer)

@@ -32,13 +32,13 @@ from hybridmat.distributed.search_space import (
     apply_sample, changed_keys, check_space, decode, encoded_choices, search_identity, trained_model,
     write_best_job,
 )
-from hybridmat.experiment import SplitData, fit_rf
+from hybridmat.workflows.fitting import SplitData, fit_rf
 from hybridmat.models.base import MODEL_REGISTRY, build_model
 from hybridmat.models.late_fusion import LateFusion
 from hybridmat.training.checkpoint import predict_table
 from hybridmat.training.metrics import mae, selection_mae
 from hybridmat.training.trainer import LAST, Trainer, TrainConfig, seed_everything
-from hybridmat.workflow import job_split_data, train_config
+from hybridmat.workflows.train import job_split_data, train_config
 
 METRIC = "val_mae"
 IDENTITY_FILE = "search.json"

@@ -33,6 +33,7 @@ from hybridmat.atomic_io import atomic_write_bytes, atomic_write_parquet
 from hybridmat.data.records import RecordError
 from hybridmat.features.columns import ERROR_SCHEMA, errors_to_table, table_to_batch
 from hybridmat.features.featurizer import FeatureBatch
+from hybridmat.console import UserError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -40,7 +41,7 @@ ERRORS = "errors.parquet"
 SHARDS = "shards"
 
 
-class StoreMismatchError(RuntimeError):
+class StoreMismatchError(UserError):
     """The output directory holds a store made from another input or with other settings."""
 
 

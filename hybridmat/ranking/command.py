@@ -57,7 +57,7 @@ def rank_command(
                                                             "e_hull: TABLE.parquet or .csv[?split=NAME/PART].")] = None,
 ) -> None:
     """Filter, order and Pareto-mark predictions; write ranked.csv, ranked.parquet and report.html."""
-    from hybridmat.cli import console, invocation
+    from hybridmat.console import console, invocation
     from hybridmat.ranking.report import console_table
 
     try:

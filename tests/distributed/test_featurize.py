@@ -11,7 +11,7 @@ import ray
 
 from hybridmat.data.records import RecordError, SourceItem, StructureRecord
 from hybridmat.data.source import Source
-from hybridmat.data.sources import open_source
+from hybridmat.data.source_strings import open_source
 from hybridmat.data.writers import write_structure_table
 from hybridmat.distributed.featurize import featurize_with_ray
 from hybridmat.features.featurizer import FeaturizerSettings

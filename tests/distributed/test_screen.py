@@ -17,7 +17,7 @@ from hybridmat.data.records import RecordError, SourceItem, StructureRecord
 from hybridmat.data.source import Source
 from hybridmat.distributed.screen import screen_with_ray
 from hybridmat.features.store import StoreMismatchError, completed_shards, shard_path
-from hybridmat.predict import predict_source, pretrained_checkpoints
+from hybridmat.workflows.predict import predict_source, pretrained_checkpoints
 from tests.conftest import rocksalt
 
 ELEMENTS = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "O", "S", "Se", "F", "Cl", "Br"]

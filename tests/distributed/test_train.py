@@ -12,7 +12,7 @@ import torch
 from hybridmat.config import parse_job
 from hybridmat.data.writers import write_structure_table
 from hybridmat.distributed.train import member_resources, train_members_on_ray
-from hybridmat.workflow import run_train_job
+from hybridmat.workflows.train import run_train_job
 from tests.features.test_store import _records
 
 

@@ -15,7 +15,7 @@ from hybridmat.config import JobFileError, load_job, parse_job
 from hybridmat.data.writers import write_structure_table
 from hybridmat.distributed.search_space import apply_sample, check_space, decode, encoded_choices
 from hybridmat.distributed.tune import SearchResult, run_search, search_algorithm
-from hybridmat.workflow import run_train_job
+from hybridmat.workflows.train import run_train_job
 from tests.features.test_store import _records
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"

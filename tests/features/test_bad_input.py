@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from hybridmat.data.sources import open_source
+from hybridmat.data.source_strings import open_source
 from hybridmat.features.featurizer import FeaturizerSettings
 from hybridmat.features.pipeline import featurize_to_store
 from hybridmat.features.store import FeatureStore

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch_geometric.loader import DataLoader
 
-from hybridmat.data.sources import open_source
+from hybridmat.data.source_strings import open_source
 from hybridmat.data.writers import write_structure_table
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.features.featurizer import FeaturizerSettings, featurize_records

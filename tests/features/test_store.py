@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hybridmat.data.records import StructureRecord
-from hybridmat.data.sources import open_source
+from hybridmat.data.source_strings import open_source
 from hybridmat.data.writers import write_structure_table
 from hybridmat.features.columns import table_to_batch
 from hybridmat.features.featurizer import FeaturizerSettings, featurize_records

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from hybridmat.bench.screening import bench_screening_command
+from hybridmat.bench.discovery import bench_screening_command
 from tests.conftest import shared_file
 
 

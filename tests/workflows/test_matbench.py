@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 from matbench.bench import MatbenchBenchmark
 
 from hybridmat.config import parse_job
-from hybridmat.matbench_eval import errors_file, run_matbench
+from hybridmat.workflows.matbench import errors_file, run_matbench
 from tests.data.test_matbench_source import cache, served  # noqa: F401  (fixtures: local server + cache)
 
 

@@ -20,11 +20,11 @@ from hybridmat.config import JobConfig
 from hybridmat.data.matbench_source import MatbenchSource
 from hybridmat.data.records import RecordError
 from hybridmat.data.splits import random_split
-from hybridmat.experiment import SplitData
+from hybridmat.workflows.fitting import SplitData
 from hybridmat.features.columns import errors_to_table
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.features.featurizer import FeatureBatch, featurize_records
-from hybridmat.workflow import fit_by_name, train_config
+from hybridmat.workflows.train import fit_by_name, train_config
 
 
 def _featurize(source: MatbenchSource, job: JobConfig) -> tuple[FeatureBatch, list[tuple[int, RecordError]], list[str]]:

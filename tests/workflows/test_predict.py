@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from hybridmat.cli import app
 from hybridmat.config import parse_job
 from hybridmat.data.writers import write_structure_table
-from hybridmat.predict import errors_path, model_id
-from hybridmat.workflow import run_train_job
+from hybridmat.workflows.predict import errors_path, model_id
+from hybridmat.workflows.train import run_train_job
 from tests.conftest import perovskite
 from tests.features.test_store import _records
 
@@ -47,7 +47,7 @@ def test_predict_cli_writes_mean_std_and_errors(tmp_path: Path) -> None:
 
 
 def test_export_writes_members_and_model_card(tmp_path: Path) -> None:
-    from hybridmat.model_card import export_model
+    from hybridmat.workflows.export import export_model
 
     table = tmp_path / "train.parquet"
     write_structure_table(_records(30), table)

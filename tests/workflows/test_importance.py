@@ -7,7 +7,7 @@ import numpy as np
 from hybridmat.data.records import StructureRecord
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.features.featurizer import FeaturizerSettings, featurize_records
-from hybridmat.importance import permutation_importance
+from hybridmat.workflows.importance import permutation_importance
 from tests.conftest import perovskite, rocksalt
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from hybridmat.config import JobConfig
-from hybridmat.data.sources import open_source
-from hybridmat.experiment import (
+from hybridmat.data.source_strings import open_source
+from hybridmat.workflows.fitting import (
     CATEGORIES, Fitted, MemberRunner, SplitData, evaluate, fit_late_fusion, fit_rf, fit_torch, is_torch_model,
     late_fusion_predictor, load_split_data, rf_predictor, split_ids, write_json, write_predictions,
 )
@@ -21,7 +21,7 @@ from hybridmat.features.store import FeatureStore
 from hybridmat.models.base import MODEL_REGISTRY
 from hybridmat.models.late_fusion import LateFusion
 from hybridmat.models.rf import RF_NAME, RandomForestModel
-from hybridmat.report import parity_figure
+from hybridmat.workflows.comparison import parity_figure
 from hybridmat.training.ensemble import Ensemble
 from hybridmat.training.trainer import TrainConfig
 

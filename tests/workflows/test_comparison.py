@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hybridmat.report import comparison_figure, markdown_table, parity_figure
+from hybridmat.workflows.comparison import comparison_figure, markdown_table, parity_figure
 
 RESULTS = [
     {"model": "rf", "category": "composition", "target": "e_form", "mae": 0.12, "rmse": 0.2, "r2": 0.9,
@@ -85,7 +85,7 @@ def test_benchmark_covers_every_registered_model() -> None:
     """`bench models` (and so `report` on its JSON) includes every registered model."""
     import hybridmat.models  # noqa: F401  (registers the built-in models)
     from hybridmat.bench.models import MODEL_ORDER, PLANS
-    from hybridmat.experiment import CATEGORIES
+    from hybridmat.workflows.fitting import CATEGORIES
     from hybridmat.models.base import MODEL_REGISTRY, NON_TORCH_MODELS
 
     built_in = {name for name, cls in MODEL_REGISTRY.items() if cls.__module__.startswith("hybridmat.")}

@@ -50,7 +50,7 @@ def results_table(figures: dict[str, Any], title: str) -> Table:
 
 def held_out_e_hull(data_path: Path, predictions: Path, hull: HullReference) -> tuple[np.ndarray, np.ndarray]:
     """True (DFT) and predicted E_hull of every test input (a NaN prediction where the input failed)."""
-    from hybridmat.predict import errors_path
+    from hybridmat.workflows.predict import errors_path
 
     predicted = pq.read_table(predictions, columns=["id", "e_form_mean"])
     failed = pq.read_table(errors_path(predictions), columns=["id"])
@@ -68,9 +68,9 @@ def run_screening_benchmark(console: Console, command: str, data_path: Path | No
                             out: Path = Path("runs/bench_screening"), json_path: Path | None = None) -> dict[str, Any]:
     """Predict ``split``/test, compare true and predicted E_hull against the ``split``/train hull, print
     the table and optionally write the figures as JSON."""
-    from hybridmat.data.sources import open_source
-    from hybridmat.experiment import write_json
-    from hybridmat.predict import model_id, predict_source, pretrained_checkpoints
+    from hybridmat.data.source_strings import open_source
+    from hybridmat.workflows.fitting import write_json
+    from hybridmat.workflows.predict import model_id, predict_source, pretrained_checkpoints
     from hybridmat.ranking.hull import read_hull_reference
     from hybridmat.ranking.metrics import discovery_metrics
 
@@ -107,6 +107,6 @@ def bench_screening_command(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
 ) -> None:
     """Stability-discovery quality of the shipped ensemble on held-out materials (precision, recall, F1, DAF)."""
-    from hybridmat.cli import console, invocation
+    from hybridmat.console import console, invocation
 
     run_screening_benchmark(console, invocation(), data, split, limit, threshold, out, json_path)

@@ -25,7 +25,7 @@ from hybridmat.features.featurizer import FeaturizerSettings, featurize_records
 from hybridmat.training.checkpoint import load_checkpoint
 from hybridmat.training.ensemble import Ensemble, Member
 
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
 
 def pretrained_checkpoints() -> list[Path]:

@@ -10,7 +10,7 @@ import pytest
 
 from hybridmat.config import parse_job
 from hybridmat.data.writers import write_structure_table
-from hybridmat.workflow import run_train_job
+from hybridmat.workflows.train import run_train_job
 from tests.features.test_store import _records
 
 
@@ -52,8 +52,8 @@ def test_late_fusion_job_fits_alpha_on_validation(table: Path, tmp_path: Path) -
 
 
 def test_evaluate_reloads_trained_artefacts(table: Path, tmp_path: Path) -> None:
-    from hybridmat.experiment import evaluate
-    from hybridmat.workflow import job_split_data, load_fitted
+    from hybridmat.workflows.fitting import evaluate
+    from hybridmat.workflows.train import job_split_data, load_fitted
 
     job = parse_job(_job(table, tmp_path, {"name": "late_fusion", "hyper": {"rf": {"n_estimators": 10},
                                                                            "graph_hyper": {"hidden": 8, "n_conv": 1}}}))

@@ -1,0 +1,1 @@
+"""Workflows over the layers below: train, evaluate, predict, export, Matbench, importance."""
