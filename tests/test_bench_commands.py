@@ -35,7 +35,8 @@ def _invoke(args: list[str]) -> None:
 def test_bench_gpu_runs_on_cpu(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "gpu.json"
-    _invoke(["bench", "gpu", "--store", str(store), "--n", "12", "--epochs", "2", "--device", "cpu", "--json", str(out)])
+    _invoke(["bench", "gpu", "--store", str(store), "--n", "12", "--epochs", "2", "--device", "cpu",
+             "--json", str(out)])
     rows = json.loads(out.read_text())["rows"]
     assert [r["model"] for r in rows] == ["cgcnn", "early_fusion", "alignn"]
     assert all(r["fp32"]["train_per_s"] > 0 and r["amp"]["infer_per_s"] > 0 for r in rows)

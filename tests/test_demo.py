@@ -14,16 +14,24 @@ from hybridmat.features.store import read_manifest
 
 @pytest.mark.slow
 def test_demo_screens_and_ranks_every_candidate(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "-n", "120", "--hull-reference",
-                                      str(_reference(tmp_path))])
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "-n", "120", "--relax-top", "3",
+                                      "--hull-reference", str(_reference(tmp_path))])
     assert result.exit_code == 0, result.output
     counts = read_manifest(tmp_path / "screen")["counts"]
-    assert counts["inputs"] == 120 == counts["rows"] + counts["errors"]
+    rejected = pq.read_table(tmp_path / "candidates.rejected.parquet").num_rows
+    assert counts["inputs"] + rejected == 120
+    assert counts["inputs"] == counts["rows"] + counts["errors"]
     ranked = pq.read_table(tmp_path / "rank" / "ranked.parquet")
     assert 0 < ranked.num_rows <= 25
     assert ranked.column("band_gap_mean").to_numpy().min() >= 1.0
     assert {"e_hull_mean", "pareto"} <= set(ranked.column_names)
     assert (tmp_path / "rank" / "report.html").stat().st_size > 10_000
+    funnel = pq.read_table(tmp_path / "screen" / "funnel" / "predictions.parquet")
+    funnel_errors = pq.read_table(tmp_path / "screen" / "funnel" / "errors.parquet")
+    assert funnel.num_rows + funnel_errors.num_rows == 3  # every shortlisted candidate accounted for
+    assert {"e_form_relaxed_mean", "e_form_potential_mean", "e_form_unrelaxed_mean", "volume_change"} <= set(
+        funnel.column_names)
+    assert "what relaxing the top 3 changed" in result.output
 
 
 def _reference(tmp_path: Path) -> Path:

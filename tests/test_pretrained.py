@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import torch
 
 from hybridmat.data.records import StructureRecord
-from hybridmat.data.writers import write_structure_table
 from hybridmat.data.source_strings import open_source
-from hybridmat.workflows.predict import PRETRAINED_DIR, predict_source, pretrained_checkpoints
+from hybridmat.data.writers import write_structure_table
+from hybridmat.workflows.predict import PRETRAINED_DIR, model_files, predict_source, pretrained_checkpoints
 from tests.conftest import perovskite, rocksalt
 
 
@@ -38,3 +38,17 @@ def test_pretrained_ensemble_predicts_plausible_values(tmp_path: Path) -> None:
     assert -3.0 < rows["nacl"]["e_form_mean"] < -1.2 and rows["nacl"]["band_gap_mean"] > 2.5
     assert -4.3 < rows["srtio3"]["e_form_mean"] < -2.7
     assert all(np.isfinite(r["e_form_std"]) and r["e_form_std"] >= 0 for r in rows.values())
+    for row in rows.values():  # the shipped ensemble is calibrated: 90 % intervals and a domain flag
+        for target in ("e_form", "band_gap"):
+            assert row[f"{target}_lo"] < row[f"{target}_mean"] < row[f"{target}_hi"]
+        assert row["in_domain"] is True and row["domain_score"] >= 0
+
+
+def test_pretrained_calibration_belongs_to_these_members_and_fits_in_10_mb() -> None:
+    files = model_files()
+    assert files.stale is None and files.calibration is not None and files.domain is not None
+    record = json.loads(files.calibration)
+    assert record["members_id"] == files.members_id and record["calibration"]["fitted_on"].endswith("full/val")
+    assert {t["target"] for t in record["calibration"]["targets"]} == {"e_form", "band_gap"}
+    assert sum(p.stat().st_size for p in PRETRAINED_DIR.iterdir()) < 10 * 1024 * 1024
+    assert "## Calibrated uncertainty and domain" in (PRETRAINED_DIR / "MODEL_CARD.md").read_text()

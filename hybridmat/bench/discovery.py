@@ -69,10 +69,10 @@ def run_screening_benchmark(console: Console, command: str, data_path: Path | No
     """Predict ``split``/test, compare true and predicted E_hull against the ``split``/train hull, print
     the table and optionally write the figures as JSON."""
     from hybridmat.data.source_strings import open_source
-    from hybridmat.workflows.fitting import write_json
-    from hybridmat.workflows.predict import model_id, predict_source, pretrained_checkpoints
     from hybridmat.ranking.hull import read_hull_reference
     from hybridmat.ranking.metrics import discovery_metrics
+    from hybridmat.workflows.fitting import write_json
+    from hybridmat.workflows.predict import model_id, predict_source, pretrained_checkpoints
 
     data_path = Path(data_path or default_mp_parquet())
     source = f"{data_path}?split={split}/test" + (f"&limit={limit}" if limit else "")

@@ -23,11 +23,11 @@ from rich.console import Console
 from rich.table import Table
 
 from hybridmat.bench.data import default_mp_parquet, sample_rows
+from hybridmat.data.records import StructureRecord
 from hybridmat.features.featurizer import FeaturizerSettings, featurize_records
 from hybridmat.features.graph import build_crystal_graph
-from hybridmat.features.pyg import to_pyg
 from hybridmat.features.magpie import MagpieFeaturizer
-from hybridmat.data.records import StructureRecord
+from hybridmat.features.pyg import to_pyg
 
 CUTOFF, MAX_NEIGHBORS, STEP = 8.0, 12, 0.2
 GAUSSIAN_CENTRES = np.arange(0.0, CUTOFF + STEP / 2, STEP)
@@ -125,7 +125,8 @@ def results_table(figures: dict[str, float], n: int, n_slow: int, command: str) 
     ]
     for label, ours, reference, ratio, target, threshold in rows:
         met = "yes" if figures[ratio] >= threshold else "NO"
-        table.add_row(label, f"{figures[ours]:,.0f}", f"{figures[reference]:,.0f}", f"{figures[ratio]:.1f}x", target, met)
+        table.add_row(label, f"{figures[ours]:,.0f}", f"{figures[reference]:,.0f}", f"{figures[ratio]:.1f}x",
+                      target, met)
     overhead = figures["line_graph_overhead"]
     table.add_row("line graph overhead", f"{figures['graph_with_line_graph_per_s']:,.0f}",
                   f"{figures['graph_per_s']:,.0f}", f"+{overhead:.0%}", "<= +50%", "yes" if overhead <= 0.5 else "NO")

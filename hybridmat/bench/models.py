@@ -4,7 +4,7 @@ ALIGNN beat CGCNN?) evaluated on the measured numbers.
 
 Plans fix, per split, each model's size and training length so the whole benchmark fits its budget:
 ``cpu_small`` (4,000 / 500 / 1,000) on 2 CPU cores in ≤ 45 minutes, ``full`` (29,392 / 3,673 / 3,673)
-on one GPU.
+on one GPU. The ``cpu_small`` jobs in ``jobs/`` use the same settings as this plan (a test keeps them equal).
 """
 
 from __future__ import annotations
@@ -19,15 +19,25 @@ from rich.console import Console
 
 from hybridmat.bench.data import default_mp_parquet
 from hybridmat.data.source_strings import open_source
-from hybridmat.workflows.fitting import (
-    Fitted, evaluate, fit_late_fusion, fit_rf, fit_torch, load_split_data, split_ids, write_json,
-)
 from hybridmat.features.featurizer import FeaturizerSettings
 from hybridmat.features.pipeline import featurize_to_store
 from hybridmat.features.store import FeatureStore
-from hybridmat.workflows.importance import permutation_importance
-from hybridmat.workflows.comparison import comparison_figure, comparison_table, markdown_table, parity_figure
+from hybridmat.models.base import model_class
+from hybridmat.models.late_fusion import LateFusion
+from hybridmat.models.rf import RandomForestModel
 from hybridmat.training.trainer import TrainConfig
+from hybridmat.workflows.comparison import comparison_figure, comparison_table, markdown_table, parity_figure
+from hybridmat.workflows.fitting import (
+    Fitted,
+    evaluate,
+    fit_late_fusion,
+    fit_rf,
+    fit_torch,
+    load_split_data,
+    split_ids,
+    write_json,
+)
+from hybridmat.workflows.importance import permutation_importance
 
 #: Hybrids and their two parents; ALIGNN is compared with CGCNN and with itself without the line graph.
 PARENTS = {"early_fusion": ("rf", "cgcnn"), "late_fusion": ("rf", "cgcnn"), "attention_fusion": ("rf", "cgcnn")}
@@ -85,7 +95,8 @@ def hybrid_checks(rows: Sequence[dict[str, Any]], target: str = "e_form") -> lis
     checks = []
     for hybrid, parents in PARENTS.items():
         if hybrid in mae and all(p in mae for p in parents):
-            checks.append({"claim": f"{hybrid} beats {' and '.join(parents)}", "holds": mae[hybrid] < min(mae[p] for p in parents),
+            checks.append({"claim": f"{hybrid} beats {' and '.join(parents)}",
+                           "holds": mae[hybrid] < min(mae[p] for p in parents),
                            "mae": mae[hybrid], "parents": {p: mae[p] for p in parents}})
     for baseline in ("cgcnn", "alignn_simple"):  # alignn_simple: the same model without the line graph
         if "alignn" in mae and baseline in mae:
@@ -105,8 +116,9 @@ def run_models_benchmark(
     unknown = set(models) - set(MODEL_ORDER)
     if unknown:
         raise ValueError(f"unknown model(s) {sorted(unknown)}; choose from {MODEL_ORDER}")
-    if "late_fusion" in models and not {"rf", "cgcnn"} <= set(models[: list(models).index("late_fusion")]):
-        raise ValueError("late_fusion combines rf and cgcnn: list both before it")
+    late_parents = PARENTS["late_fusion"]
+    if "late_fusion" in models and not set(late_parents) <= set(models[: list(models).index("late_fusion")]):
+        raise ValueError(f"late_fusion combines {' and '.join(late_parents)}: list both before it")
     started_all = time.perf_counter()
     plan, data_path = PLANS[split], data_path or default_mp_parquet()
     out.mkdir(parents=True, exist_ok=True)
@@ -121,15 +133,14 @@ def run_models_benchmark(
     importance: dict[str, Any] = {}
     for name in models:
         started = time.perf_counter()
-        model_data = data
-        if name in MULTI_TARGET:
-            model_data = load_split_data(store, ids, ["e_form", "band_gap"])
-        elif name == "alignn":
-            model_data = data.with_line_graph()
-        if name == "rf":
-            model = fit_rf(model_data, plan.hyper["rf"], None)
-        elif name == "late_fusion":
-            model = fit_late_fusion(fitted["rf"], fitted["cgcnn"], model_data)
+        model_data = load_split_data(store, ids, ["e_form", "band_gap"]) if name in MULTI_TARGET else data
+        cls = model_class(name)
+        if cls.needs_line_graph:
+            model_data = model_data.with_line_graph()
+        if issubclass(cls, RandomForestModel):
+            model = fit_rf(model_data, plan.hyper[name], None)
+        elif issubclass(cls, LateFusion):  # reuses the parents fitted above
+            model = fit_late_fusion(*(fitted[parent] for parent in PARENTS[name]), model_data)
         else:
             model = fit_torch(name, plan.hyper[name], model_data, plan.config(name, device, seed), log=console.log)
         fitted[name] = model
@@ -148,7 +159,8 @@ def run_models_benchmark(
     console.print(f"total wall time {total / 60:.1f} min")
     comparison_figure(rows, out / "comparison.png", "e_form")
     parity_figure(predictions, out / "parity.png", "e_form")
-    payload = {"command": command, "split": split, "device": device, "total_seconds": total, "sizes": {p: len(data.part(p)) for p in ("train", "val", "test")},
+    payload = {"command": command, "split": split, "device": device, "total_seconds": total,
+               "sizes": {p: len(data.part(p)) for p in ("train", "val", "test")},
                "results": rows, "checks": checks, "permutation_importance": importance,
                "details": {n: {k: v for k, v in f.details.items() if k != "ensemble"} for n, f in fitted.items()},
                "markdown": markdown_table(rows)}

@@ -34,8 +34,8 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:  # the torch stack is imported when a benchmark runs, not when the CLI starts
-    from hybridmat.workflows.fitting import Fitted
     from hybridmat.training.trainer import TrainResult
+    from hybridmat.workflows.fitting import Fitted
 
 TARGETS = ("e_form", "band_gap")
 MULTI_TASK_MODELS = ("multitask", "multitask_gat")
@@ -118,9 +118,9 @@ def run_multitask_benchmark(
     """Train the single- and multi-task runs on ``split``, print and return the transfer report (and JSON)."""
     from hybridmat.bench.data import default_mp_parquet
     from hybridmat.bench.models import PLANS, benchmark_store
-    from hybridmat.workflows.fitting import epoch_logger, evaluate, load_split_data, split_ids, write_json
-    from hybridmat.workflows.comparison import markdown_table
     from hybridmat.training.ensemble import train_member
+    from hybridmat.workflows.comparison import markdown_table
+    from hybridmat.workflows.fitting import epoch_logger, evaluate, load_split_data, split_ids, write_json
 
     if split not in PLANS:
         raise ValueError(f"unknown split {split!r}; choose one of {sorted(PLANS)}")
@@ -182,8 +182,8 @@ def run_multitask_benchmark(
 
 def _fitted(model: str, runs: Sequence[tuple[TrainResult, float]]) -> Fitted:
     """The runs as one :class:`~hybridmat.workflows.fitting.Fitted`: their prediction columns side by side."""
-    from hybridmat.workflows.fitting import Fitted
     from hybridmat.training.checkpoint import predict
+    from hybridmat.workflows.fitting import Fitted
 
     def predict_columns(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
         mean = np.column_stack([predict(result.model, result.normalizer, dataset) for result, _ in runs])

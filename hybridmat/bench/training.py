@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.table import Table
 from torch_geometric.loader import DataLoader
 
-from hybridmat.workflows.fitting import write_json
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.features.store import FeatureStore
 from hybridmat.models.base import build_model
 from hybridmat.training.collate import GraphTable
+from hybridmat.workflows.fitting import write_json
 
 BATCH = 64
 
@@ -76,8 +76,8 @@ def run_training_benchmark(store: Path, n: int, threads: int, console: Console, 
     }
     rows = []
     for name, batches in ways.items():
-        collate = _seconds(lambda: [None for _ in batches()])
-        train = _seconds(lambda: _train_steps(batches(), composition_dim))
+        collate = _seconds(lambda batches=batches: [None for _ in batches()])
+        train = _seconds(lambda batches=batches: _train_steps(batches(), composition_dim))
         rows.append({"way": name, "collate_per_s": n / collate, "train_per_s": n / train})
     result = Table(title=f"CGCNN (hidden 64, 3 conv) training on {n} MP structures, {threads} threads (`{command}`)")
     for column in ("batching", "collation /s", "training /s", "vs first-epoch PyG"):

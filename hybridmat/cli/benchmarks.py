@@ -7,11 +7,14 @@ from typing import Annotated
 
 import typer
 
+from hybridmat.bench.calibration import bench_calibration_command
 from hybridmat.bench.discovery import bench_screening_command
 from hybridmat.bench.multitask import bench_multitask_command
+from hybridmat.bench.relax import bench_relax_command
 from hybridmat.cli.apps import bench_app
 from hybridmat.console import console, invocation
 from hybridmat.features.pipeline import DEFAULT_SHARD_SIZE
+
 
 @bench_app.command("featurize")
 def bench_featurize(
@@ -94,3 +97,5 @@ def bench_gpu(
 
 bench_app.command("screening")(bench_screening_command)
 bench_app.command("multitask")(bench_multitask_command)
+bench_app.command("calibration")(bench_calibration_command)
+bench_app.command("relax")(bench_relax_command)

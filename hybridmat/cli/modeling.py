@@ -10,13 +10,15 @@ import typer
 from hybridmat.cli.apps import app
 from hybridmat.console import console, invocation
 
+
 @app.command()
 def train(
     job_file: Annotated[Path, typer.Argument(help="Job file (YAML), e.g. jobs/train_cpu_small.yaml.")],
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     ray_members: Annotated[bool, typer.Option("--ray", help="Train ensemble members concurrently, one Ray actor each "
                                               "(1/K of a GPU each where there are GPUs).")] = False,
-    address: Annotated[str | None, typer.Option(help="Ray cluster for --ray (default: RAY_ADDRESS, else a local Ray).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster for --ray "
+                                                "(default: RAY_ADDRESS, else a local Ray).")] = None,
 ) -> None:
     """Train the job's model on its split (select on val), report test MAE/RMSE/R², write artefacts."""
     from contextlib import nullcontext
@@ -41,14 +43,18 @@ def train(
 @app.command()
 def evaluate(
     job_file: Annotated[Path, typer.Argument(help="Job file whose model to evaluate.")],
-    matbench: Annotated[str | None, typer.Option(help="Run the Matbench protocol on this task instead (trains per fold).")] = None,
+    matbench: Annotated[str | None, typer.Option(help="Run the Matbench protocol on this task instead "
+                                                 "(trains per fold).")] = None,
     folds: Annotated[str | None, typer.Option(help="Comma-separated Matbench folds (default: all five).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Matbench results file (default: <job output>/matbench_<task>.json).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Matbench results file "
+                                             "(default: <job output>/matbench_<task>.json).")] = None,
+    trust_pickle: Annotated[bool, typer.Option(help="Load a forest saved in the old pickle format (rf.joblib), "
+                                               "which runs code from the file: only for files you made.")] = False,
 ) -> None:
     """Held-out MAE/RMSE/R² of a trained job on its test split, or the Matbench fold protocol with task.record."""
     from hybridmat.config import load_job
-    from hybridmat.workflows.fitting import evaluate as evaluate_fitted
     from hybridmat.workflows.comparison import comparison_table
+    from hybridmat.workflows.fitting import evaluate as evaluate_fitted
     from hybridmat.workflows.train import job_split_data, load_fitted
 
     job = load_job(job_file)
@@ -63,10 +69,11 @@ def evaluate(
                           f"({score['fallback_predictions']} could not be featurized: training mean)")
         console.print(f"matbench results -> {out}")
         return
+    fitted = load_fitted(job.model.name, Path(job.output), trust_pickle)  # a refused file fails before featurizing
     data = job_split_data(job)
     rows = []
     for part in ("val", "test"):
-        part_rows, _, _ = evaluate_fitted(load_fitted(job.model.name, Path(job.output)), data.part(part))
+        part_rows, _, _ = evaluate_fitted(fitted, data.part(part))
         rows += [{**row, "target": f"{row['target']} ({part})"} for row in part_rows]
     console.print(comparison_table(rows, title=f"{job.name} ({invocation()})"))
 
@@ -106,63 +113,6 @@ def export(
 
     copied = export_model(load_job(job_file), dest, f"hybridmat train {job_file}")
     console.print(f"exported {len(copied)} members and MODEL_CARD.md to {dest}")
-
-
-@app.command()
-def predict(
-    source: Annotated[str, typer.Argument(help="Source string of the structures to predict.")],
-    out: Annotated[Path, typer.Option(help="Predictions table (.parquet); errors go to <out>.errors.parquet.")],
-    models: Annotated[list[Path] | None, typer.Option(help="Checkpoints of the ensemble (default: the shipped one).")] = None,
-) -> None:
-    """Predict per-target mean and std with an ensemble (default: the shipped pretrained ensemble)."""
-    from hybridmat.workflows.predict import errors_path, predict_source, pretrained_checkpoints
-
-    started = time.perf_counter()
-    counts = predict_source(open_source(source), models or pretrained_checkpoints(), out)
-    console.print(f"{counts['predicted']:,} predictions -> {out}; {counts['errors']:,} errors -> {errors_path(out)} "
-                  f"({counts['inputs']:,} inputs, {time.perf_counter() - started:.1f} s)")
-
-
-@app.command()
-def screen(
-    source: Annotated[str, typer.Argument(help="A job file with a `screen:` section (JOB.yaml), or a source string.")],
-    out: Annotated[Path | None, typer.Option(help="Predictions directory (default: the job's screen.out, else runs/screen).")] = None,
-    models: Annotated[list[Path] | None, typer.Option(help="Ensemble checkpoints (default: the job's, else the shipped ensemble).")] = None,
-    shard_size: Annotated[int | None, typer.Option(min=1, help="Input rows per prediction shard.")] = None,
-    featurize_workers: Annotated[int | None, typer.Option(min=1, help="Featurization actors (default: CPUs minus inference actors).")] = None,
-    inference_workers: Annotated[int | None, typer.Option(min=1, help="Inference actors, each holding the ensemble.")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a predictions directory made from another input or model.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
-) -> None:
-    """Stream candidates through featurization and inference actors into Parquet shards (resumable)."""
-    from hybridmat.config import ScreenSection, load_job
-    from hybridmat.distributed.runtime import ray_session
-    from hybridmat.distributed.screen import screen_with_ray
-    from hybridmat.workflows.predict import pretrained_checkpoints
-
-    if source.endswith((".yaml", ".yml")):
-        job = load_job(source)
-        job.require("screen", "screen")
-        section = job.screen
-    else:
-        section = ScreenSection(source=source)
-    overrides = {"out": out and str(out), "models": models and [str(m) for m in models], "shard_size": shard_size,
-                 "featurize_workers": featurize_workers, "inference_workers": inference_workers}
-    section = section.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    checkpoints = [Path(m) for m in section.models] if section.models else pretrained_checkpoints()
-    candidates_source = open_source(section.source)  # a bad source fails before Ray starts
-    started = time.perf_counter()
-    with ray_session(address):
-        manifest = screen_with_ray(
-            candidates_source, checkpoints, Path(section.out), spec=section.source,
-            shard_size=section.shard_size, featurize_workers=section.featurize_workers,
-            inference_workers=section.inference_workers, overwrite=overwrite, progress=not quiet,
-        )
-    counts, seconds = manifest["counts"], time.perf_counter() - started
-    console.print(f"{counts['rows']:,} predictions in {counts['shards']} shards -> {section.out}/shards; "
-                  f"{counts['errors']:,} errors -> {section.out}/errors.parquet "
-                  f"({counts['inputs']:,} inputs, {seconds:.1f} s, {counts['inputs'] / seconds:,.0f} inputs/s)")
 
 
 @app.command()

@@ -27,7 +27,7 @@ import difflib
 import math
 import random
 from collections.abc import Iterator, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 from itertools import product
 
 import pymatgen.core
@@ -89,13 +89,13 @@ def _normalise_prototypes(prototypes: Sequence[str]) -> tuple[str, ...]:
                         key=lambda name: (builtin.get(name, len(builtin)), name)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _prototype(name: str) -> Prototype:
     """One private copy per prototype for the hot path."""
     return get_prototype(name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _same_structure_type(a: str, b: str) -> bool:
     """Whether two prototype templates are the same structure up to relabelling elements and scaling."""
     pa, pb = _prototype(a), _prototype(b)

@@ -21,11 +21,11 @@ from typing import Any
 
 from pymatgen.core import Structure
 
+from hybridmat.console import UserError
 from hybridmat.data.cif_dir import parse_target, short_message
 from hybridmat.data.records import RecordError, SourceItem, StructureRecord
 from hybridmat.data.source import Source, hash_strings
 from hybridmat.data.splits import MATBENCH_N_FOLDS
-from hybridmat.console import UserError
 
 #: Matbench target columns renamed to canonical names; other tasks keep matbench's target name.
 #: ``matbench_perovskites`` is a heat of formation per 5-atom cell (eV), not MP's ``e_form`` (eV/atom).

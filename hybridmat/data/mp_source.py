@@ -12,6 +12,11 @@ outages longer than that, so each connection and page request here gets ``max_re
 attempts with exponential backoff (``backoff_s * 2**attempt``) on connection errors, timeouts and HTTP
 429/5xx; other errors (a bad key, a bad query) fail at once with :class:`MaterialsProjectError`.
 
+Timeouts: mp-api's own requests carry a 20 s read timeout, but its ``/heartbeat`` request has none, so an
+endpoint that accepts the connection and never answers would block forever. Every attempt therefore runs
+with a bound of ``timeout_s`` (no answer by then counts as a transient timeout and is retried), and one
+request with all its retries gives up after ``deadline_s``; both are named in the error.
+
 The API key is read only from ``$MP_API_KEY`` and never appears in messages, ``describe()`` or
 ``fingerprint()``. The endpoint is ``endpoint``, else ``$MP_API_ENDPOINT``, else mp-api's default.
 """
@@ -22,15 +27,16 @@ import functools
 import itertools
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from hybridmat.console import UserError
 from hybridmat.data.cif_dir import parse_target, short_message
 from hybridmat.data.records import RecordError, SourceItem, StructureRecord
 from hybridmat.data.source import Source, hash_strings
 from hybridmat.data.tables import structure_from_dict
-from hybridmat.console import UserError
 
 API_KEY_ENV = "MP_API_KEY"
 ENDPOINT_ENV = "MP_API_ENDPOINT"
@@ -54,6 +60,31 @@ class MaterialsProjectError(UserError):
     """A Materials Project request failed for good (after retries, or for a non-transient reason)."""
 
 
+class AttemptTimeout(TimeoutError):
+    """One request attempt got no answer within its bound (transient: retried until the deadline)."""
+
+
+def call_within(seconds: float, call: Callable[[], T]) -> T:
+    """``call()``'s result, or :class:`AttemptTimeout` after ``seconds``. The call runs in a daemon thread,
+    because a blocked socket read without a timeout cannot be interrupted; that thread ends with the process."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="mp-request", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise AttemptTimeout(f"no answer within {seconds:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` (or an exception it was raised from) is worth retrying: a connection error, a
     timeout, a non-JSON heartbeat (a gateway error page), or an HTTP 429/5xx answer."""
@@ -62,6 +93,7 @@ def is_transient(exc: BaseException) -> bool:
     transient = (
         requests.ConnectionError,
         requests.Timeout,
+        AttemptTimeout,
         requests.exceptions.RetryError,
         requests.exceptions.ChunkedEncodingError,
         requests.exceptions.JSONDecodeError,
@@ -100,6 +132,8 @@ class MaterialsProjectSource(Source):
         max_retries: int = 4,
         chunk_size: int = MAX_PAGE,
         backoff_s: float = 1.0,
+        timeout_s: float = 60.0,
+        deadline_s: float = 300.0,
     ) -> None:
         self._api_key = os.environ.get(API_KEY_ENV, "").strip()
         if not self._api_key:
@@ -116,6 +150,8 @@ class MaterialsProjectSource(Source):
             raise ValueError(f"chunk_size must be in 1..{MAX_PAGE}, got {chunk_size}")
         if (limit is not None and limit < 0) or max_retries < 0 or backoff_s < 0:
             raise ValueError("limit, max_retries and backoff_s must be >= 0")
+        if not 0 < timeout_s <= deadline_s:
+            raise ValueError(f"need 0 < timeout_s <= deadline_s, got {timeout_s}, {deadline_s}")
         self.chemsys = chemsys
         self.elements = list(elements) if elements else None
         self.material_ids = list(dict.fromkeys(material_ids)) if material_ids else None
@@ -124,24 +160,33 @@ class MaterialsProjectSource(Source):
         self.max_retries = max_retries
         self.chunk_size = chunk_size
         self.backoff_s = backoff_s
+        self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
 
     def _retry(self, what: str, call: Callable[[], T]) -> T:
-        """``call()``, retried with exponential backoff while it fails transiently."""
+        """``call()``, each attempt bounded by ``timeout_s``, retried with exponential backoff while it fails
+        transiently, until ``max_retries`` more attempts or ``deadline_s`` since the first have passed."""
         attempt = 0
+        started = time.monotonic()
+        where = self.endpoint or "the mp-api default endpoint"
         while True:
+            left = self.deadline_s - (time.monotonic() - started)
             try:
-                return call()
+                return call_within(min(self.timeout_s, max(left, 0.0)), call)
             except Exception as exc:  # classified below; mp-api raises MPRestError and requests' errors
                 if not is_transient(exc):
                     raise MaterialsProjectError(
                         f"Materials Project {what} failed: {short_message(exc)}"
                     ) from exc
-                if attempt == self.max_retries:
+                pause = self.backoff_s * 2**attempt
+                elapsed = time.monotonic() - started
+                if attempt == self.max_retries or elapsed + pause >= self.deadline_s:
                     raise MaterialsProjectError(
-                        f"Materials Project {what} failed after {attempt + 1} "
-                        f"attempt(s): {short_message(exc)}"
+                        f"Materials Project {what} at {where} failed after {attempt + 1} attempt(s) in "
+                        f"{elapsed:.0f} s (timeout {self.timeout_s:g} s per attempt, deadline "
+                        f"{self.deadline_s:g} s): {short_message(exc)}"
                     ) from exc
-            time.sleep(self.backoff_s * 2**attempt)
+            time.sleep(pause)
             attempt += 1
 
     def _connect(self) -> Any:

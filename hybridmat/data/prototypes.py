@@ -43,7 +43,7 @@ import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from itertools import product
 from pathlib import Path
 
@@ -110,8 +110,8 @@ class Prototype:
             return (self._sum(elemental_volume, elements) / self.structure.volume) ** (1 / 3)
         reference = [s.reference for s in self.sublattices]
         if oxidation is not None and self.reference_oxidation is not None:
-            new = self._sum(_shannon, elements, oxidation)
-            old = self._sum(_shannon, reference, self.reference_oxidation)
+            new = self._sum(shannon_radius, elements, oxidation)
+            old = self._sum(shannon_radius, reference, self.reference_oxidation)
             if new is not None and old is not None:
                 return new / old
         return (self._sum(elemental_volume, elements) / self._sum(elemental_volume, reference)) ** (1 / 3)
@@ -130,8 +130,8 @@ class Prototype:
     def _bond_length(self, elements: Sequence[str], oxidation: Sequence[int] | None, i: int, j: int) -> float:
         """Target i-j distance: sum of Shannon radii, or of atomic radii when either ion is not tabulated."""
         if oxidation is not None:
-            ri = _shannon(elements[i], oxidation[i], self.sublattices[i].cn)
-            rj = _shannon(elements[j], oxidation[j], self.sublattices[j].cn)
+            ri = shannon_radius(elements[i], oxidation[i], self.sublattices[i].cn)
+            rj = shannon_radius(elements[j], oxidation[j], self.sublattices[j].cn)
             if ri is not None and rj is not None:
                 return ri + rj
         return atomic_radius(elements[i]) + atomic_radius(elements[j])
@@ -145,20 +145,20 @@ class Prototype:
 
 # ---------------------------------------------------------------- element data (cached, warning-free)
 
-@lru_cache(maxsize=None)
+@cache
 def _site_species(symbol: str) -> Composition:
     """A shared one-element Composition: sites built from it skip species parsing (~35 % faster)."""
     return Composition({Element(symbol): 1})
 
 
-@lru_cache(maxsize=None)
+@cache
 def _data(symbol: str, name: str) -> object:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return getattr(Element(symbol), name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def oxidation_states(symbol: str) -> tuple[int, ...]:
     """Non-zero oxidation states: pymatgen's common states united with those observed in the ICSD."""
     states = set(_data(symbol, "common_oxidation_states")) | set(_data(symbol, "icsd_oxidation_states"))
@@ -175,7 +175,7 @@ def is_metallic(symbol: str) -> bool:
     return bool(_data(symbol, "is_metal") or _data(symbol, "is_metalloid"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def atomic_radius(symbol: str) -> float:
     """Empirical atomic radius (Å); calculated, then van der Waals radius where it is missing."""
     for name in ("atomic_radius", "atomic_radius_calculated", "van_der_waals_radius"):
@@ -185,7 +185,7 @@ def atomic_radius(symbol: str) -> float:
     raise ValueError(f"pymatgen has no radius for {symbol}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def elemental_volume(symbol: str) -> float:
     """Volume per atom (Å^3) of the elemental solid: molar volume / N_A, else an atomic-radius sphere
     at 74 % packing."""
@@ -195,8 +195,8 @@ def elemental_volume(symbol: str) -> float:
     return 4 / 3 * math.pi * atomic_radius(symbol) ** 3 / 0.74
 
 
-@lru_cache(maxsize=None)
-def _shannon(symbol: str, oxidation: int, cn: int) -> float | None:
+@cache
+def shannon_radius(symbol: str, oxidation: int, cn: int) -> float | None:
     """Shannon ionic radius (Å) at the tabulated coordination closest to ``cn``; None if not tabulated
     (or not positive)."""
     table = Element(symbol).data.get("Shannon radii", {}).get(str(oxidation))
@@ -302,7 +302,7 @@ def _make(name: str, structure: Structure, labels: Sequence[str], roles: Sequenc
     return Prototype(name, structure, sublattices, site_sublattice, contacts=tuple(contacts), **fields)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _space_group(symbol: str) -> SpaceGroup:
     """Keeps each space group alive: pymatgen caches them weakly and rebuilding Fm-3m costs ~0.3 s."""
     return SpaceGroup(symbol)
@@ -395,7 +395,7 @@ def resolve_prototype(name: str) -> str:
                      f"list_prototypes() gives all {len(by_name) + len(_BUILTIN)} names")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _prototype(name: str) -> Prototype:
     return _builtin(name) if name in _BUILTIN else _aflow(name)
 

@@ -13,22 +13,41 @@
 
 Further table options: ``splits=PATH`` (default ``splits.json`` beside the file), ``limit=N``,
 ``structure_column=``, ``id_column=``. Every source also accepts ``limit=N`` where it makes sense.
+
+Every source with targets accepts ``ranges=NAME:LOW:HIGH[,...]`` (e.g. ``FILE.parquet?ranges=band_gap:0:30``):
+a row whose target lies outside its physical range goes to the errors table with its value. The defaults
+(:data:`hybridmat.data.validate.TARGET_RANGES`) are ``e_form`` and ``e_above_hull`` in [-10, 10] eV/atom,
+``band_gap`` in [0, 20] eV.
+
+A ``?`` starts the options, so a ``?`` in a file or directory name is written ``%3F`` (and a ``%`` as
+``%25``): ``runs/what%3F.parquet?limit=5`` reads ``runs/what?.parquet``. No other escape is decoded.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+from hybridmat.console import UserError
 from hybridmat.data.source import Source
+from hybridmat.data.validate import TargetRangeSource, parse_target_ranges
 
 TABLE_SUFFIXES = (".parquet", ".jsonl", ".json")
 SOURCE_SCHEMES = ("matbench", "mp", "candidates")
 
 
+class SourceStringError(UserError):
+    """A source string that names no readable input, or has a bad option; the message says which."""
+
+
 def _split_spec(spec: str) -> tuple[str, dict[str, str]]:
     body, _, query = spec.partition("?")
-    options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    try:
+        options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    except ValueError:
+        raise SourceStringError(f"source {spec!r}: cannot read the options {query!r} after '?' (write KEY=VALUE "
+                                "joined by '&'; a '?' in a file name is written %3F)") from None
     return body, options
 
 
@@ -42,13 +61,13 @@ def _int(options: dict[str, str], key: str, spec: str) -> int | None:
     try:
         return int(options.pop(key))
     except ValueError:
-        raise ValueError(f"source {spec!r}: option {key!r} must be an integer") from None
+        raise SourceStringError(f"source {spec!r}: option {key!r} must be an integer") from None
 
 
 def _reject_unknown(options: dict[str, str], allowed: set[str], spec: str) -> None:
     unknown = set(options) - allowed
     if unknown:
-        raise ValueError(
+        raise SourceStringError(
             f"source {spec!r}: unknown option(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
         )
 
@@ -64,7 +83,7 @@ def _table_source(path: Path, options: dict[str, str], spec: str) -> Source:
         splits_file = Path(options.get("splits") or path.with_name("splits.json"))
         splits = load_splits(splits_file, name)
         if part not in splits:
-            raise ValueError(f"source {spec!r}: split {name!r} has parts {sorted(splits)}, not {part!r}")
+            raise SourceStringError(f"source {spec!r}: split {name!r} has parts {sorted(splits)}, not {part!r}")
         ids = splits[part]
     targets = None
     if "targets" in options:
@@ -106,7 +125,7 @@ def _candidate_source(body: str, options: dict[str, str], spec: str) -> Source:
     query = dict(parse_qsl(body)) | options
     _reject_unknown(query, {"elements", "prototypes", "n", "seed", "charge_balanced"}, spec)
     if "elements" not in query or "prototypes" not in query:
-        raise ValueError(f"source {spec!r}: candidates need elements=... and prototypes=...")
+        raise SourceStringError(f"source {spec!r}: candidates need elements=... and prototypes=...")
     return CandidateSource(
         elements=_csv(query["elements"]) or [],
         prototypes=_csv(query["prototypes"]) or [],
@@ -116,9 +135,28 @@ def _candidate_source(body: str, options: dict[str, str], spec: str) -> Source:
     )
 
 
+def unescape_path(body: str) -> str:
+    """A source string's path with its two escapes decoded: ``%3F`` -> ``?`` and ``%25`` -> ``%``."""
+    return re.sub(r"%(3[Ff]|25)", lambda match: "?" if match.group(1) != "25" else "%", body)
+
+
 def open_source(spec: str) -> Source:
-    """Open the source named by ``spec`` (see the module docstring for the forms)."""
+    """Open the source named by ``spec`` (see the module docstring for the forms); a source with targets
+    is checked against their physical ranges (``ranges=`` overrides them)."""
     body, options = _split_spec(spec)
+    try:
+        ranges = parse_target_ranges(options.pop("ranges", ""))
+    except ValueError as error:
+        raise SourceStringError(f"source {spec!r}: {error}") from None
+    source = _open(body, options, spec)
+    unknown = sorted(set(ranges) - set(source.targets))
+    if unknown:
+        raise SourceStringError(f"source {spec!r}: ranges for {unknown}, which it does not provide; "
+                         f"its targets: {list(source.targets)}")
+    return TargetRangeSource(source, ranges) if source.targets else source
+
+
+def _open(body: str, options: dict[str, str], spec: str) -> Source:
     scheme, sep, rest = body.partition(":")
     if sep and scheme == "matbench":
         return _matbench_source(rest, options, spec)
@@ -126,7 +164,7 @@ def open_source(spec: str) -> Source:
         return _mp_source(rest, options, spec)
     if sep and scheme == "candidates":
         return _candidate_source(rest, options, spec)
-    path = Path(body)
+    path = Path(unescape_path(body))
     if path.is_dir():
         from hybridmat.data.cif_dir import CifDirectorySource
 
@@ -136,7 +174,7 @@ def open_source(spec: str) -> Source:
         if not path.exists():
             raise FileNotFoundError(f"source {spec!r}: no such file {path}")
         return _table_source(path, options, spec)
-    raise ValueError(
+    raise SourceStringError(
         f"cannot read source {spec!r}: expected a directory with id_prop.csv, a "
         f"{'/'.join(TABLE_SUFFIXES)} file, or matbench:/mp:/candidates: (see `hybridmat featurize --help`)"
     )

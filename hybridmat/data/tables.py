@@ -161,8 +161,9 @@ class TableSource(Source):
                 return pq.ParquetFile(self.path).schema_arrow.names
             except (pa.ArrowException, OSError) as exc:
                 raise ValueError(f"{self.path} is not a readable Parquet file: {exc}") from exc
-        with open(self.path, encoding="utf-8") as handle:
-            for line in handle:
+        with open(self.path, "rb") as handle:
+            for raw in handle:
+                line = raw.decode("utf-8", errors="replace")
                 if line.strip().startswith("["):
                     raise ValueError(f"{self.path} holds a JSON array; expected one JSON object per line")
                 if line.strip():
@@ -210,7 +211,8 @@ class TableSource(Source):
             group_starts = list(itertools.accumulate(
                 (parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)), initial=0
             ))
-            groups = [g for g in range(parquet.num_row_groups) if group_starts[g] < stop and group_starts[g + 1] > start]
+            groups = [g for g in range(parquet.num_row_groups)
+                      if group_starts[g] < stop and group_starts[g + 1] > start]
             offset = group_starts[groups[0]] if groups else 0
             for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=id_columns + columns, row_groups=groups):
                 raw_ids = (
@@ -229,14 +231,18 @@ class TableSource(Source):
                 offset += batch.num_rows
 
     def _jsonl_rows(self) -> Iterator[RecordError | _Row]:
-        """``(index, id, object)`` per non-blank line; a ``RecordError`` for a line that is no object."""
-        with open(self.path, encoding="utf-8") as handle:
+        """``(index, id, object)`` per non-blank line; a ``RecordError`` for a line that is no object, is not
+        valid JSON or is not UTF-8 (each line is decoded alone, so one bad line costs only its row)."""
+        with open(self.path, "rb") as handle:
             index = 0
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
+            for line_number, raw in enumerate(handle, start=1):
+                if not raw.strip():
                     continue
                 try:
-                    row = json.loads(line)
+                    row = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    yield RecordError(f"row-{index}", "read", f"line {line_number} is not UTF-8 text "
+                                      f"(byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")
                 except json.JSONDecodeError as exc:
                     yield RecordError(f"row-{index}", "read", f"line {line_number} is not valid JSON: {exc}")
                 else:

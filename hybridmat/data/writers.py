@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from hybridmat.data.records import StructureRecord
 from hybridmat.atomic_io import atomic_write_bytes, atomic_write_parquet
+from hybridmat.data.records import StructureRecord
 
 
 def records_to_table(records: Iterable[StructureRecord]) -> pa.Table:

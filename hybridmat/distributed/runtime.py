@@ -1,7 +1,9 @@
 """Starting or joining Ray: the embedded local cluster by default, a real cluster by address.
 
 ``ray_session()`` with no address (and no ``RAY_ADDRESS``) starts Ray inside this process: dashboard
-off (or bound to 127.0.0.1 when asked for), object store sized to the machine's free memory. With an
+off (or bound to 127.0.0.1 when asked for), object store sized to the machine's free memory, and every
+server it opens (GCS, raylet, object manager, workers, agents, metrics) on loopback only: the node IP is
+127.0.0.1 (see :func:`loopback_node_ip`), so nothing of a laptop run is reachable from the network. With an
 address (``HOST:PORT`` of a GCS, ``ray://HOST:PORT`` of a Ray Client server, or ``auto``) it joins that
 cluster; an address that does not answer fails within seconds, naming the address.
 """
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import psutil
+
 from hybridmat.console import UserError
 
 LOCAL = "local"
@@ -53,6 +56,35 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         ) from None
 
 
+#: Ray's switch for "single-machine Ray" (the default on macOS and Windows): with it off, Ray takes the
+#: node IP to be the loopback address, and its servers then bind 127.0.0.1 instead of every interface.
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextmanager
+def loopback_node_ip() -> Iterator[None]:
+    """While an embedded cluster starts, make Ray resolve this node's IP to 127.0.0.1.
+
+    ``ray.init(_node_ip_address="127.0.0.1")`` does not do it (Ray replaces a loopback address with the
+    routable one); Ray's single-machine mode does. It is read from the environment when ``ray`` is first
+    imported, so the constant is set for this process and the variable for the processes Ray spawns, and
+    both are restored afterwards (a later ``ray.init(address=...)`` in this process must see the real IP).
+    """
+    import ray._private.ray_constants as ray_constants
+
+    saved_env, saved_flag = os.environ.get(SINGLE_MACHINE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[SINGLE_MACHINE_ENV] = saved_env
+
+
 def object_store_bytes() -> int:
     """Object-store size for the embedded cluster: a share of the memory available now, capped."""
     return int(min(OBJECT_STORE_SHARE * psutil.virtual_memory().available, OBJECT_STORE_CAP))
@@ -80,10 +112,11 @@ def ray_session(
     target = resolve_address(address)
     options = {"logging_level": logging.WARNING, "configure_logging": True, "log_to_driver": True}
     if target is None:
-        ray.init(
-            num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard, dashboard_host=dashboard_host,
-            object_store_memory=object_store_bytes(), **options,
-        )
+        with loopback_node_ip():
+            ray.init(
+                num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard, dashboard_host=dashboard_host,
+                object_store_memory=object_store_bytes(), **options,
+            )
     else:
         check_reachable(target)
         ray.init(address=target, **options)
@@ -102,6 +135,16 @@ def require_cpus(actors: int, what: str) -> None:
     if actors > cpus:
         raise ValueError(f"{what} need {actors} CPUs but the Ray cluster has {cpus}: use fewer workers "
                          "or a bigger cluster")
+
+
+def cpu_share(actors: int) -> int:
+    """Whole CPUs (and torch threads) for each of ``actors`` actors: the cluster's CPUs shared equally, at
+    least one, at most one node's worth (an actor lives on one node)."""
+    import ray
+
+    per_node = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"]]
+    total = int(ray.cluster_resources().get("CPU", 0))
+    return max(1, min(int(max(per_node, default=1)), total // max(actors, 1)))
 
 
 def gpu_share(actors: int) -> float:

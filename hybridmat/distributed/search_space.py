@@ -18,17 +18,14 @@ import yaml
 
 from hybridmat.atomic_io import atomic_write_bytes
 from hybridmat.config import JobConfig, JobFileError, SearchDimension, parse_job
-from hybridmat.models.base import build_model
-from hybridmat.models.late_fusion import LateFusion
-from hybridmat.models.rf import RF_NAME
+from hybridmat.models.base import PropertyModel, build_model, model_class
+from hybridmat.models.late_fusion import LateFusion, LateFusionHyper
 from hybridmat.training.trainer import build_loss
 from hybridmat.workflows.train import train_config
 
 SEARCHABLE = ("train.", "model.hyper.")
 NOT_SEARCHABLE = {"train.epochs": "trials run tune.max_epochs epochs; set that instead",
                   "model.hyper.rf": "the forest is fitted once, before the search"}
-#: The ``model.hyper`` keys of late fusion that :func:`hybridmat.workflows.train.fit_by_name` reads.
-LATE_FUSION_HYPER = ("graph_model", "graph_hyper", "rf", "method", "alpha")
 #: Tune settings that define a search (the rest, such as resources and paths, may change on resume).
 SEARCH_SETTINGS = ("space", "num_samples", "max_epochs", "grace_period", "reduction_factor", "searcher")
 
@@ -70,19 +67,16 @@ def apply_sample(job: JobConfig, sample: Mapping[str, Any]) -> JobConfig:
 
 
 def trained_model(job: JobConfig) -> tuple[str, dict[str, Any]]:
-    """The torch model a trial trains and its hyper-parameters: the graph parent for late fusion."""
-    name, hyper = job.model.name, dict(job.model.hyper)
-    if name == RF_NAME:
-        raise JobFileError(f"job {job.name!r}: `hybridmat tune` searches torch models and late_fusion; "
-                           "a random forest has no epochs to report")
-    if name != "late_fusion":
-        return name, hyper
-    unknown = sorted(set(hyper) - set(LATE_FUSION_HYPER))
-    if unknown:
-        raise JobFileError(f"unknown late_fusion key(s) {unknown} in model.hyper; "
-                           f"allowed: {list(LATE_FUSION_HYPER)}")
-    LateFusion(hyper.get("method", "alpha"), fixed_alpha=hyper.get("alpha"))
-    return hyper.get("graph_model", "cgcnn"), dict(hyper.get("graph_hyper", {}))
+    """The torch model a trial trains and its hyper-parameters (already checked against the model's schema
+    when the job was parsed): the graph parent for late fusion."""
+    name, hyper, cls = job.model.name, dict(job.model.hyper), model_class(job.model.name)
+    if issubclass(cls, LateFusion):
+        parents = LateFusionHyper(**hyper)
+        return parents.graph_model, dict(parents.graph_hyper)
+    if not issubclass(cls, PropertyModel):
+        raise JobFileError(f"job {job.name!r}: `hybridmat tune` searches torch models and late fusion; "
+                           f"{name!r} has no epochs to report")
+    return name, hyper
 
 
 def check_job(job: JobConfig) -> None:

@@ -14,9 +14,9 @@ from typing import Any
 import ray
 
 from hybridmat.distributed.runtime import gpu_share
-from hybridmat.workflows.fitting import SplitData
 from hybridmat.training.ensemble import MemberSpec, train_member
 from hybridmat.training.trainer import TrainConfig, TrainResult
+from hybridmat.workflows.fitting import SplitData
 
 
 class MemberTrainer:

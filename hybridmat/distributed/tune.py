@@ -29,15 +29,22 @@ from hybridmat.atomic_io import atomic_write_bytes
 from hybridmat.config import JobConfig, JobFileError, SearchDimension
 from hybridmat.distributed.runtime import ray_session
 from hybridmat.distributed.search_space import (
-    apply_sample, changed_keys, check_space, decode, encoded_choices, search_identity, trained_model,
+    apply_sample,
+    changed_keys,
+    check_space,
+    decode,
+    encoded_choices,
+    search_identity,
+    trained_model,
     write_best_job,
 )
-from hybridmat.workflows.fitting import SplitData, fit_rf
-from hybridmat.models.base import MODEL_REGISTRY, build_model
-from hybridmat.models.late_fusion import LateFusion
+from hybridmat.models.base import model_class
+from hybridmat.models.late_fusion import LateFusion, LateFusionHyper
 from hybridmat.training.checkpoint import predict_table
+from hybridmat.training.ensemble import member_trainer
 from hybridmat.training.metrics import mae, selection_mae
-from hybridmat.training.trainer import LAST, Trainer, TrainConfig, seed_everything
+from hybridmat.training.trainer import LAST, Trainer
+from hybridmat.workflows.fitting import SplitData, fit_rf
 from hybridmat.workflows.train import job_split_data, train_config
 
 METRIC = "val_mae"
@@ -110,14 +117,6 @@ def search_algorithm(searcher: str, seed: int) -> Any:
     return OptunaSearch(seed=seed)
 
 
-def _trainer(name: str, hyper: dict[str, Any], data: SplitData, config: TrainConfig) -> Trainer:
-    """The trainer :func:`~hybridmat.training.ensemble.train_member` builds for member 0 (same seeding), kept
-    so that each epoch's callback can read the current model."""
-    dims = {"n_targets": len(data.target_names), "composition_dim": data.train.batch.composition.shape[1]}
-    seed_everything(config.seed)
-    return Trainer(build_model(name, **{**dims, **hyper}), data.train, data.val, config)
-
-
 def fused_metrics(trainer: Trainer, rf_val: np.ndarray, hyper: dict[str, Any]) -> dict[str, float]:
     """Validation MAE (mean and per target) of the forest fused with the trainer's current graph model,
     fused exactly as ``hybridmat train`` fuses: the job's α, else the α (or stacking) fitted on validation."""
@@ -137,7 +136,7 @@ def run_trial(config: dict[str, Any], *, job: JobConfig, data: SplitData, rf_val
 
     trial_job = apply_sample(job, decode(job.tune.space, config))
     name, hyper = trained_model(trial_job)
-    if MODEL_REGISTRY[name].needs_line_graph and not data.train.line_graph:
+    if model_class(name).needs_line_graph and not data.train.line_graph:
         data = data.with_line_graph()
     threads = trial_job.train.num_threads or max(1, int(job.tune.cpus_per_trial))
     with tempfile.TemporaryDirectory(prefix="hybridmat-trial-") as scratch:
@@ -147,7 +146,8 @@ def run_trial(config: dict[str, Any], *, job: JobConfig, data: SplitData, rf_val
                 shutil.copy(Path(saved) / LAST, Path(scratch) / LAST)
         settings = replace(train_config(trial_job), epochs=trial_epochs(job), num_threads=threads,
                            checkpoint_dir=scratch)
-        trainer = _trainer(name, hyper, data, settings)
+        trainer = member_trainer(name, hyper, data.train, data.val, settings, settings.seed,
+                                 featurizer_settings=trial_job.features.settings().as_dict())
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
             values = {"epoch": epoch, "finished": trainer.finished,
@@ -249,8 +249,8 @@ def run_search(
     resume = stored_search(job, experiment)
     data = job_split_data(job, progress)
     rf_val = None
-    if job.model.name == "late_fusion":
-        rf_val = fit_rf(data, job.model.hyper.get("rf", {}), None).predict(data.val)[0]
+    if issubclass(model_class(job.model.name), LateFusion):  # the forest parent is fitted once, here
+        rf_val = fit_rf(data, LateFusionHyper(**job.model.hyper).rf, None).predict(data.val)[0]
     with ray_session(address):
         trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, data=data, rf_val=rf_val),
                                         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})

@@ -6,10 +6,11 @@ This is the one pure function every execution path calls: a unit test, the singl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -17,11 +18,31 @@ from hybridmat.data.records import RecordError, StructureRecord
 from hybridmat.data.validate import overlap_problem, structure_problem
 from hybridmat.features.atom_features import unsupported_element_reason
 from hybridmat.features.composition import Ward2016Featurizer
-from hybridmat.features.graph import CrystalGraph, build_crystal_graph
+from hybridmat.features.graph import (
+    DEFAULT_BASIS_STEP,
+    DEFAULT_CUTOFF,
+    DEFAULT_MAX_NEIGHBORS,
+    CrystalGraph,
+    GaussianBasis,
+    build_crystal_graph,
+)
 from hybridmat.features.magpie import MagpieFeaturizer
 
 CompositionSet = Literal["magpie", "ward2016"]
 COMPOSITION_SETS: tuple[str, ...] = ("magpie", "ward2016")
+#: Sane upper bounds: crystal-graph models use 4-8 Å and 12-16 neighbours; a 20 Å sphere already holds
+#: thousands of atoms, and more neighbours than 128 per atom is a typo, not a setting.
+MAX_CUTOFF = 20.0
+MAX_NEIGHBORS = 128
+
+
+def check_graph_settings(cutoff: float, max_neighbors: int) -> None:
+    """``ValueError`` unless ``0 < cutoff <= MAX_CUTOFF`` (finite, Å) and ``1 <= max_neighbors <= MAX_NEIGHBORS``."""
+    if not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and 0 < cutoff <= MAX_CUTOFF):
+        raise ValueError(f"cutoff must be a finite number of Å in (0, {MAX_CUTOFF:g}], got {cutoff!r}")
+    if isinstance(max_neighbors, bool) or not isinstance(max_neighbors, (int, np.integer)) \
+            or not 1 <= max_neighbors <= MAX_NEIGHBORS:
+        raise ValueError(f"max_neighbors must be an integer in [1, {MAX_NEIGHBORS}], got {max_neighbors!r}")
 
 
 @dataclass(frozen=True)
@@ -29,18 +50,37 @@ class FeaturizerSettings:
     """Everything that determines the stored features; recorded in the feature store's manifest."""
 
     composition: CompositionSet = "ward2016"
-    cutoff: float = 8.0
-    max_neighbors: int = 12
+    cutoff: float = DEFAULT_CUTOFF
+    max_neighbors: int = DEFAULT_MAX_NEIGHBORS
+    #: Last centre (Å) of the Gaussian edge basis; ``None`` means the cutoff, so no kept bond is flattened.
+    edge_basis_stop: float | None = None
+    #: Spacing and width (Å) of the edge basis' Gaussians.
+    edge_basis_step: float = DEFAULT_BASIS_STEP
 
     def __post_init__(self) -> None:
         if self.composition not in COMPOSITION_SETS:
             raise ValueError(f"unknown composition feature set {self.composition!r}; choose one of {COMPOSITION_SETS}")
-        if self.cutoff <= 0 or self.max_neighbors < 1:
-            raise ValueError(f"cutoff must be > 0 and max_neighbors >= 1, got {self.cutoff}, {self.max_neighbors}")
+        check_graph_settings(self.cutoff, self.max_neighbors)
+        if self.edge_basis_stop is None:
+            object.__setattr__(self, "edge_basis_stop", float(self.cutoff))
+        GaussianBasis(self.edge_basis_stop, self.edge_basis_step)  # raises ValueError for an impossible basis
+
+    @property
+    def edge_basis(self) -> GaussianBasis:
+        """The Gaussian expansion of bond lengths that models trained on these features consume."""
+        stop = self.cutoff if self.edge_basis_stop is None else self.edge_basis_stop
+        return GaussianBasis(float(stop), self.edge_basis_step)
 
     def as_dict(self) -> dict[str, object]:
         """Plain-dict form for manifests and job files."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, stored: Mapping[str, Any]) -> FeaturizerSettings:
+        """Settings as :meth:`as_dict` wrote them. Manifests and checkpoints written before the edge basis
+        was a setting lack its fields: they used the fixed 0-8 Å basis whatever the cutoff, and get it back."""
+        legacy = {"edge_basis_stop": DEFAULT_CUTOFF, "edge_basis_step": DEFAULT_BASIS_STEP}
+        return cls(**{**legacy, **stored})
 
 
 @cache
@@ -63,6 +103,8 @@ class FeatureBatch:
     composition: np.ndarray
     graphs: list[CrystalGraph]
     targets: dict[str, np.ndarray] = field(default_factory=dict)
+    #: How models expand the graphs' bond lengths (the settings' basis; the default for stored tables).
+    edge_basis: GaussianBasis = field(default_factory=GaussianBasis)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -129,5 +171,6 @@ def featurize_records(
             name: np.array([float(r.targets.get(name, np.nan)) for r in good], dtype=np.float64)
             for name in target_names
         },
+        edge_basis=settings.edge_basis,
     )
     return batch, errors

@@ -46,21 +46,23 @@ flip with floating-point noise. With ``cutoff=8`` and k = 12 that only matters f
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar
-
-import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pymatgen.core import Structure
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
-
 SELF_TOL = 1e-8
 TIE_TOL = 1e-4
 SEARCH_FACTOR = 1.3
+#: Neighbour cutoff radius (Å) and neighbours kept per atom unless a job or command says otherwise.
+DEFAULT_CUTOFF = 8.0
+DEFAULT_MAX_NEIGHBORS = 12
+#: Spacing (Å) of the Gaussian centres of the edge basis, also their width (CGCNN's ``step``).
+DEFAULT_BASIS_STEP = 0.2
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,7 +139,9 @@ def _nearest(
     return centre[kept], neighbor[kept], image[kept]
 
 
-def build_crystal_graph(structure: Structure, cutoff: float = 8.0, max_neighbors: int = 12) -> CrystalGraph:
+def build_crystal_graph(
+    structure: Structure, cutoff: float = DEFAULT_CUTOFF, max_neighbors: int = DEFAULT_MAX_NEIGHBORS
+) -> CrystalGraph:
     """Periodic neighbours within ``cutoff`` (Å), then the ``max_neighbors`` nearest per atom.
 
     See the module docstring for the tie, fewer-than-k and isolated-atom policies.
@@ -184,8 +188,8 @@ def build_crystal_graph(structure: Structure, cutoff: float = 8.0, max_neighbors
 def gaussian_expansion(
     distances: Any,
     start: float = 0.0,
-    stop: float = 8.0,
-    step: float = 0.2,
+    stop: float = DEFAULT_CUTOFF,
+    step: float = DEFAULT_BASIS_STEP,
     width: float | None = None,
 ) -> Any:
     """CGCNN Gaussian basis ``exp(-(d - mu_k)^2 / width^2)``, ``mu_k = start, start + step, ..., stop``.
@@ -205,6 +209,35 @@ def gaussian_expansion(
     centres = np.linspace(start, stop, n_centres, dtype=np.float32)
     diff = (np.asarray(distances, dtype=np.float32)[..., None] - centres) / np.float32(width)
     return np.exp(-(diff**2))
+
+
+@dataclass(frozen=True)
+class GaussianBasis:
+    """The edge features of a crystal graph: bond lengths expanded on Gaussians centred at ``0, step, ..., stop`` Å.
+
+    The default (``stop`` 8 Å, ``step`` 0.2 Å: 41 centres, width = ``step``) is CGCNN's. A model consumes
+    ``size`` columns, so it is trained and used with one basis; :class:`FeaturizerSettings` sets ``stop``
+    to the cutoff unless told otherwise, so no bond inside the cutoff is flattened onto the last centre.
+    """
+
+    stop: float = DEFAULT_CUTOFF
+    step: float = DEFAULT_BASIS_STEP
+
+    def __post_init__(self) -> None:
+        if not 0 < self.step <= self.stop:
+            raise ValueError(f"the edge basis needs 0 < step <= stop, got step={self.step} Å, stop={self.stop} Å")
+
+    @property
+    def size(self) -> int:
+        """Number of centres (edge feature width)."""
+        return round(self.stop / self.step) + 1
+
+    def expand(self, distances: Any) -> Any:
+        """``distances.shape + (size,)`` Gaussian features (numpy float32, or a tensor for tensor input)."""
+        return gaussian_expansion(distances, 0.0, self.stop, self.step)
+
+    def __str__(self) -> str:
+        return f"{self.size} Gaussians over 0-{self.stop:g} Å (step {self.step:g} Å)"
 
 
 def _is_tensor(value: object) -> bool:

@@ -19,6 +19,7 @@ from hybridmat.data.source import Source
 from hybridmat.features.columns import batch_to_table
 from hybridmat.features.featurizer import FeatureBatch, FeaturizerSettings, composition_featurizer, featurize_records
 from hybridmat.features.store import completed_shards, finalize_store, start_manifest, write_shard
+from hybridmat.locking import directory_lock
 
 DEFAULT_SHARD_SIZE = 1000
 #: What processing one shard gives: its rows as a table, ``(input index, error)`` pairs, its input count.
@@ -104,16 +105,27 @@ def pending_shards(source: Source, shard_size: int, done: set[int]) -> Iterator[
 
 
 def open_store(source: Source, out: Path, spec: str, settings: FeaturizerSettings, shard_size: int,
-               overwrite: bool) -> tuple[dict[str, Any], set[int]]:
-    """Start (or reopen) the store at ``out`` for ``source``; return its manifest and the finished shards."""
+               overwrite: bool, *, predictions_of: tuple[str, list[str]] | None = None,
+               ) -> tuple[dict[str, Any], set[int]]:
+    """Start (or reopen) the store at ``out`` for ``source``; return its manifest and the finished shards.
+
+    ``predictions_of`` = ``(model id, target names)`` makes it a predictions directory (``hybridmat screen``):
+    no composition columns, the model's targets, and the model id part of what a rerun must match.
+    """
+    composition_labels = composition_featurizer(settings.composition).feature_labels()
+    target_names, extra_identity = list(source.targets), None
+    if predictions_of is not None:
+        composition_labels, target_names = [], list(predictions_of[1])
+        extra_identity = {"kind": "predictions", "model_id": predictions_of[0]}
     manifest = start_manifest(
         out,
         source={"spec": spec, "description": source.describe(), "fingerprint": source.fingerprint()},
         settings=settings.as_dict(),
-        composition_labels=composition_featurizer(settings.composition).feature_labels(),
-        target_names=list(source.targets),
+        composition_labels=composition_labels,
+        target_names=target_names,
         shard_size=shard_size,
         overwrite=overwrite,
+        extra_identity=extra_identity,
     )
     return manifest, completed_shards(out)
 
@@ -158,9 +170,10 @@ def featurize_to_store(
     """
     settings = settings or FeaturizerSettings()
     out = Path(out)
-    manifest, done = open_store(source, out, spec, settings, shard_size, overwrite)
-    results = (
-        (shard, featurize_shard(shard.read(source), shard.start, settings, tuple(source.targets), require_targets))
-        for shard in pending_shards(source, shard_size, done)
-    )
-    return commit_shards(out, manifest, results, source.count(), len(done) * shard_size, "featurize", progress)
+    with directory_lock(out, "featurize"):
+        manifest, done = open_store(source, out, spec, settings, shard_size, overwrite)
+        results = (
+            (shard, featurize_shard(shard.read(source), shard.start, settings, tuple(source.targets), require_targets))
+            for shard in pending_shards(source, shard_size, done)
+        )
+        return commit_shards(out, manifest, results, source.count(), len(done) * shard_size, "featurize", progress)

@@ -10,7 +10,7 @@ import torch
 from torch_geometric.data import Data
 
 from hybridmat.features.atom_features import atom_features
-from hybridmat.features.graph import CrystalGraph, gaussian_expansion
+from hybridmat.features.graph import CrystalGraph, GaussianBasis
 
 
 class CrystalGraphData(Data):
@@ -22,11 +22,14 @@ class CrystalGraphData(Data):
         return super().__inc__(key, value, *args, **kwargs)
 
 
-def to_pyg(graph: CrystalGraph, *, line_graph: bool = False, distance_step: float = 0.2) -> CrystalGraphData:
+def to_pyg(
+    graph: CrystalGraph, *, line_graph: bool = False, edge_basis: GaussianBasis | None = None
+) -> CrystalGraphData:
     """Tensors for PyG: ``x`` (N, 92), ``atomic_numbers``, ``edge_index``, ``edge_attr``, ``edge_vec``.
 
-    ``edge_attr`` is :func:`gaussian_expansion` of the distances over [0, 8] Å with ``distance_step``
-    (41 columns by default). With ``line_graph=True`` the ALIGNN fields are added:
+    ``edge_attr`` is ``edge_basis`` applied to the bond lengths, ``(E, edge_basis.size)`` (default: 41
+    Gaussians over 0-8 Å when ``None``; pass the featurizer settings' ``edge_basis``).
+    With ``line_graph=True`` the ALIGNN fields are added:
     ``line_edge_index`` (2, T) int64 indexing edges and ``angle_cos`` (T,) float32. The angle basis is
     left to the model (``angle_rbf(data.angle_cos)`` accepts tensors): stored per structure it would be
     T x 40 floats, about 12 times the size of ``edge_attr``.
@@ -35,7 +38,7 @@ def to_pyg(graph: CrystalGraph, *, line_graph: bool = False, distance_step: floa
         x=torch.from_numpy(atom_features(graph.atomic_numbers)),
         atomic_numbers=torch.tensor(graph.atomic_numbers),
         edge_index=torch.tensor(graph.edge_index),
-        edge_attr=torch.from_numpy(gaussian_expansion(graph.distances, step=distance_step)),
+        edge_attr=torch.from_numpy((edge_basis or GaussianBasis()).expand(graph.distances)),
         edge_vec=torch.tensor(graph.edge_vec),
         num_nodes=graph.num_nodes,
     )

@@ -30,10 +30,10 @@ import pyarrow.parquet as pq
 
 from hybridmat import __version__
 from hybridmat.atomic_io import atomic_write_bytes, atomic_write_parquet
+from hybridmat.console import UserError
 from hybridmat.data.records import RecordError
 from hybridmat.features.columns import ERROR_SCHEMA, errors_to_table, table_to_batch
 from hybridmat.features.featurizer import FeatureBatch
-from hybridmat.console import UserError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -79,7 +79,7 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     """Write the manifest atomically."""
-    atomic_write_bytes(Path(directory) / MANIFEST, json.dumps(manifest, indent=2).encode())
+    atomic_write_bytes(Path(directory) / MANIFEST, json.dumps(manifest, indent=2, allow_nan=False).encode())
 
 
 def start_manifest(
@@ -100,6 +100,8 @@ def start_manifest(
     ``overwrite`` is set, in which case old shards are removed.
     """
     directory = Path(directory)
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise UserError(f"shard size must be a whole number of rows >= 1, got {shard_size!r}")
     identity = {
         "input_hash": source["fingerprint"],
         "featurizer": settings,
@@ -159,7 +161,8 @@ def _move_duplicates(directory: Path, shards: list[int]) -> None:
             continue
         known = set(error_tables[shard].column("index").to_pylist())
         moved = errors_to_table([
-            (index, RecordError(identifier, "duplicate", f"id already used by input row {first_index[identifier]}; kept the first"))
+            (index, RecordError(identifier, "duplicate",
+                                f"id already used by input row {first_index[identifier]}; kept the first"))
             for index, identifier in repeats if index not in known
         ])
         errors = pq.read_table(shard_errors_path(directory, shard), schema=ERROR_SCHEMA)
@@ -187,7 +190,8 @@ def finalize_store(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         "counts": {"inputs": rows + errors.num_rows, "rows": rows, "errors": errors.num_rows, "shards": len(shards)},
         "errors_by_stage": {
             stage: int(count)
-            for stage, count in zip(*np.unique(errors.column("stage").to_numpy(zero_copy_only=False), return_counts=True))
+            for stage, count in zip(*np.unique(errors.column("stage").to_numpy(zero_copy_only=False),
+                                               return_counts=True))
         },
     }
     write_manifest(directory, manifest)
@@ -204,7 +208,8 @@ class FeatureStore:
         object.__setattr__(self, "path", Path(self.path))  # accept str paths too
         manifest = read_manifest(self.path)
         if manifest is None:
-            raise FileNotFoundError(f"{self.path} is not a feature store (no {MANIFEST}); run `hybridmat featurize` first")
+            raise FileNotFoundError(f"{self.path} is not a feature store (no {MANIFEST}); "
+                                    "run `hybridmat featurize` first")
         if manifest.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(
                 f"{self.path} has feature-store schema {manifest.get('schema_version')}, this hybridmat reads "

@@ -1,9 +1,16 @@
 """Models: the random-forest baseline, CGCNN, hybrids of composition and graph, ALIGNN, multi-task.
 
-Importing this package registers the torch models with :func:`~hybridmat.models.base.build_model`.
-The random forest is not a torch model: it is dispatched by :data:`~hybridmat.models.rf.RF_NAME`.
+Importing this package registers every built-in model in :data:`~hybridmat.models.base.MODEL_REGISTRY`
+(torch models, the random forest and late fusion alike; see :mod:`hybridmat.models.base` for the contract).
 """
 
-from hybridmat.models import (  # noqa: F401  (register the torch models)
-    alignn, alignn_simple, cgcnn, fusion, multitask, multitask_gat,
+from hybridmat.models import (  # noqa: F401  (register the models)
+    alignn,
+    alignn_simple,
+    cgcnn,
+    fusion,
+    late_fusion,
+    multitask,
+    multitask_gat,
+    rf,
 )

@@ -51,7 +51,7 @@ from torch_geometric.nn import global_mean_pool
 from hybridmat.features.atom_features import N_ATOM_FEATURES
 from hybridmat.features.graph import gaussian_expansion
 from hybridmat.features.line_graph import angle_rbf
-from hybridmat.models.base import PropertyModel, register
+from hybridmat.models.base import NonNegativeInt, PositiveFloat, PositiveInt, PropertyModel, register
 from hybridmat.models.layers.eggc import EdgeGatedGraphConv
 
 
@@ -112,13 +112,13 @@ class ALIGNN(PropertyModel):
         *,
         n_targets: int = 1,
         composition_dim: int = 0,
-        hidden: int = 256,
-        embedding: int = 64,
-        alignn_layers: int = 4,
-        gcn_layers: int = 4,
-        distance_bins: int = 80,
-        angle_bins: int = 40,
-        distance_max: float = 8.0,
+        hidden: PositiveInt = 256,
+        embedding: PositiveInt = 64,
+        alignn_layers: NonNegativeInt = 4,
+        gcn_layers: NonNegativeInt = 4,
+        distance_bins: PositiveInt = 80,
+        angle_bins: PositiveInt = 40,
+        distance_max: PositiveFloat = 8.0,
     ) -> None:
         if alignn_layers < 0 or gcn_layers < 0 or alignn_layers + gcn_layers == 0:
             raise ValueError(

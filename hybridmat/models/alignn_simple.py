@@ -29,7 +29,7 @@ from torch_geometric.nn import global_mean_pool
 
 from hybridmat.features.atom_features import N_ATOM_FEATURES
 from hybridmat.models.alignn import bond_length_basis, mlp_layer
-from hybridmat.models.base import PropertyModel, register
+from hybridmat.models.base import PositiveFloat, PositiveInt, PropertyModel, register
 from hybridmat.models.layers.mlp_message import MLPMessageConv
 
 
@@ -42,11 +42,11 @@ class SimpleALIGNN(PropertyModel):
         *,
         n_targets: int = 1,
         composition_dim: int = 0,
-        hidden: int = 256,
-        embedding: int = 64,
-        n_layers: int = 8,
-        distance_bins: int = 80,
-        distance_max: float = 8.0,
+        hidden: PositiveInt = 256,
+        embedding: PositiveInt = 64,
+        n_layers: PositiveInt = 8,
+        distance_bins: PositiveInt = 80,
+        distance_max: PositiveFloat = 8.0,
     ) -> None:
         if n_layers < 1:
             raise ValueError(f"alignn_simple needs at least one layer, got n_layers={n_layers}")

@@ -1,6 +1,21 @@
-"""The contract every torch model in hybridmat follows, and the registry that builds them by name.
+"""The contract every model in hybridmat follows, and the one registry that knows them by name.
 
-A model is built from a small config (``build_model(name, n_targets=..., composition_dim=..., **hyper)``),
+Every registered model class, torch or not, declares
+
+* ``name`` (set by :func:`register`), ``category`` (``composition``, ``graph`` or ``hybrid``: which input it
+  reads, for tables and figures) and ``needs_line_graph`` (datasets must carry ALIGNN line graphs);
+* its hyper-parameters: by default the keyword arguments of its typed constructor (names, types, defaults and
+  ``Annotated[..., Field(ge=...)]`` ranges), minus the data dimensions ``n_targets`` / ``composition_dim``;
+  a class whose job-file hyper-parameters are not its constructor's sets ``hyper_model`` instead.
+  :func:`validate_hyper` checks a job's ``model.hyper`` against that one declaration (job files, tune spaces
+  and ``submit`` all go through it) and names the allowed keys when one is wrong;
+* ``fit`` / ``predict`` / ``save`` / ``load``: torch models inherit them from :class:`PropertyModel` through
+  the one trainer and checkpoint format (:mod:`hybridmat.training`); the random forest and late fusion
+  implement them on their own inputs (:mod:`hybridmat.models.rf`, :mod:`hybridmat.models.late_fusion`).
+
+Adding a model is one module with one ``@register("name")`` class, plus its import in ``hybridmat.models``.
+
+A torch model is built from a small config (``build_model(name, n_targets=..., composition_dim=..., **hyper)``),
 keeps that config in ``model.config`` so a checkpoint can rebuild it, and maps a PyG ``Batch`` of
 :class:`~hybridmat.features.pyg.CrystalGraphData` to a ``(num_graphs, n_targets)`` tensor of
 predictions in *normalised* target units (the trainer owns target normalisation).
@@ -13,26 +28,50 @@ neighbour j and row 1 = centre i, ``edge_attr`` (E, 41) Gaussian distances, ``ed
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
+import inspect
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_type_hints
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from torch import Tensor, nn
 
-MODEL_REGISTRY: dict[str, type[PropertyModel]] = {}
-#: Models that are not torch modules: the random forest and the late fusion of a forest with a GNN.
-NON_TORCH_MODELS: tuple[str, ...] = ("rf", "late_fusion")
+from hybridmat.console import UserError
+
+Category = Literal["composition", "graph", "hybrid"]
+#: Constructor arguments set from the data, never from ``model.hyper``.
+DATA_DIMENSIONS = ("n_targets", "composition_dim")
+#: Range annotations for typed constructors: the hyper-parameter schema reads them.
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+#: Every model by name: torch :class:`PropertyModel` subclasses, the random forest and late fusion.
+MODEL_REGISTRY: dict[str, type] = {}
+ModelClass = TypeVar("ModelClass", bound=type)
+
+
+class HyperParameters(BaseModel):
+    """Base of the hyper-parameter schemas: unknown keys are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
 class PropertyModel(nn.Module):
-    """Base class: subclasses set ``name``, the class flags, and implement ``forward(batch)``."""
+    """Base class of the torch models: subclasses set the class flags and implement ``forward(batch)``.
+
+    ``fit`` is :func:`hybridmat.training.train_member` (one trainer for every torch model), ``predict``
+    :func:`hybridmat.training.checkpoint.predict_table`, ``save`` / ``load`` the ``weights_only`` checkpoint of
+    :mod:`hybridmat.training.checkpoint`, which stores ``model.config`` so :func:`build_model` rebuilds it.
+    """
 
     name: ClassVar[str]
+    category: ClassVar[Category] = "graph"
     #: The model reads ``line_edge_index`` / ``angle_cos`` (datasets must be built with ``line_graph=True``).
     needs_line_graph: ClassVar[bool] = False
     #: The model reads ``batch.composition``; its scaler must be fitted on training data.
     uses_composition: ClassVar[bool] = False
-
     def __init__(self, *, n_targets: int = 1, composition_dim: int = 0, **hyper: Any) -> None:
         super().__init__()
         self.config: dict[str, Any] = {"n_targets": n_targets, "composition_dim": composition_dim, **hyper}
@@ -60,12 +99,16 @@ class PropertyModel(nn.Module):
         raise NotImplementedError
 
 
-def register(name: str) -> Callable[[type[PropertyModel]], type[PropertyModel]]:
-    """Class decorator adding a model to :data:`MODEL_REGISTRY` under ``name``."""
 
-    def decorate(cls: type[PropertyModel]) -> type[PropertyModel]:
+def register(name: str) -> Callable[[ModelClass], ModelClass]:
+    """Class decorator adding a model (torch or not) to :data:`MODEL_REGISTRY` under ``name``."""
+
+    def decorate(cls: ModelClass) -> ModelClass:
         if name in MODEL_REGISTRY:
             raise ValueError(f"model name {name!r} is already registered to {MODEL_REGISTRY[name].__name__}")
+        missing = [attribute for attribute in ("category", "needs_line_graph") if not hasattr(cls, attribute)]
+        if missing:
+            raise TypeError(f"model {cls.__name__} does not declare {missing} (see hybridmat.models.base)")
         cls.name = name
         MODEL_REGISTRY[name] = cls
         return cls
@@ -73,10 +116,75 @@ def register(name: str) -> Callable[[type[PropertyModel]], type[PropertyModel]]:
     return decorate
 
 
-def build_model(name: str, **config: Any) -> PropertyModel:
-    """Instantiate a registered model from its config (as stored in ``model.config``)."""
+def model_names() -> list[str]:
+    """Every registered model name, sorted."""
     import hybridmat.models  # noqa: F401  (registers the built-in models)
 
-    if name not in MODEL_REGISTRY:
-        raise ValueError(f"unknown model {name!r}; registered models: {sorted(MODEL_REGISTRY)}")
-    return MODEL_REGISTRY[name](**config)
+    return sorted(MODEL_REGISTRY)
+
+
+def model_class(name: str) -> type:
+    """The registered class of ``name``; :class:`UserError` naming the registered models otherwise."""
+    if name not in model_names():
+        raise UserError(f"unknown model {name!r}; registered models: {model_names()}")
+    return MODEL_REGISTRY[name]
+
+
+def is_torch_model(name: str) -> bool:
+    """Whether ``name`` is a torch :class:`PropertyModel` (trained by the one trainer, saved as checkpoints)."""
+    return issubclass(model_class(name), PropertyModel)
+
+
+@cache
+def hyper_model(cls: type) -> type[HyperParameters]:
+    """The hyper-parameter schema of a model class: its ``hyper_model``, else its typed constructor's keyword
+    arguments (less :data:`DATA_DIMENSIONS`) as a pydantic model with the same types, ranges and defaults."""
+    declared = cls.__dict__.get("hyper_model")
+    if declared is not None:
+        return declared
+    hints = get_type_hints(cls.__init__, include_extras=True)
+    fields: dict[str, Any] = {}
+    for parameter in inspect.signature(cls.__init__).parameters.values():
+        if parameter.name == "self" or parameter.name in DATA_DIMENSIONS:
+            continue
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            raise TypeError(f"{cls.__name__}.__init__ takes **{parameter.name}: declare hyper_model explicitly")
+        default = ... if parameter.default is parameter.empty else parameter.default
+        fields[parameter.name] = (hints.get(parameter.name, Any), default)
+    return create_model(f"{cls.__name__}Hyper", __base__=HyperParameters, **fields)
+
+
+def validate_hyper(name: str, hyper: Mapping[str, Any]) -> dict[str, Any]:
+    """``hyper`` checked against model ``name``'s schema, values as the schema types them (only the given keys).
+
+    Raises :class:`UserError` naming each unknown key with the allowed ones, or each bad value with the reason.
+    """
+    schema = hyper_model(model_class(name))
+    try:
+        validated = schema.model_validate(dict(hyper))
+    except ValidationError as error:
+        allowed = sorted(schema.model_fields)
+        problems = []
+        for item in error.errors():
+            key = ".".join(str(part) for part in item["loc"])
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "extra_forbidden":
+                problems.append(f"unknown hyper-parameter {key!r} (allowed: {allowed})")
+            else:
+                problems.append(f"{key!r}: {message} (got {item.get('input')!r})" if key else message)
+        raise UserError(f"model {name!r}: " + "; ".join(problems)) from None
+    return {key: _plain(getattr(validated, key)) for key in hyper}
+
+
+def _plain(value: Any) -> Any:
+    """Nested schema values (e.g. late fusion's parents) as plain mappings."""
+    return value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value
+
+
+def build_model(name: str, **config: Any) -> PropertyModel:
+    """Instantiate a registered torch model from its config (as stored in ``model.config``)."""
+    cls = model_class(name)
+    if not issubclass(cls, PropertyModel):
+        raise UserError(f"model {name!r} is not a torch model; torch models: "
+                        f"{[n for n in model_names() if is_torch_model(n)]}")
+    return cls(**config)

@@ -13,11 +13,13 @@ from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 
 from hybridmat.features.atom_features import N_ATOM_FEATURES
-from hybridmat.models.base import PropertyModel, register
+from hybridmat.features.graph import GaussianBasis
+from hybridmat.models.base import NonNegativeInt, PositiveInt, PropertyModel, register
 from hybridmat.models.layers import CGConv
 
-#: Width of ``edge_attr`` with the default Gaussian expansion (0-8 Å, step 0.2 Å).
-EDGE_DIM = 41
+#: Width of ``edge_attr`` with the default edge basis (41: 0-8 Å, step 0.2 Å); training builds a model with its
+#: featurizer settings' ``edge_basis.size``.
+EDGE_DIM = GaussianBasis().size
 
 
 def softplus_mlp(in_dim: int, hidden: int, out_dim: int, n_hidden: int = 1) -> nn.Sequential:
@@ -40,7 +42,7 @@ class CGCNNEncoder(nn.Module):
         hidden: atom feature width in the convolutions (CGCNN ``atom_fea_len``).
         n_conv: number of :class:`~hybridmat.models.layers.CGConv` layers.
         atom_dim: input atom feature width (92).
-        edge_dim: input bond feature width (41).
+        edge_dim: input bond feature width, the edge basis' ``size`` (41 by default).
 
     Shapes:
         - **input:** ``x`` (N, atom_dim), ``edge_index`` (2, E), ``edge_attr`` (E, edge_dim),
@@ -86,9 +88,10 @@ class CGCNN(PropertyModel):
     Input: a PyG ``Batch`` of crystal graphs. Output: ``(B, n_targets)`` in normalised target units.
     """
 
-    def __init__(self, *, n_targets: int = 1, composition_dim: int = 0, hidden: int = 64, n_conv: int = 3,
-                 head_hidden: int = 128, n_head_layers: int = 1, atom_dim: int = N_ATOM_FEATURES,
-                 edge_dim: int = EDGE_DIM) -> None:
+    def __init__(self, *, n_targets: int = 1, composition_dim: int = 0, hidden: PositiveInt = 64,
+                 n_conv: PositiveInt = 3, head_hidden: PositiveInt = 128, n_head_layers: NonNegativeInt = 1,
+                 atom_dim: PositiveInt = N_ATOM_FEATURES,
+                 edge_dim: PositiveInt = EDGE_DIM) -> None:
         super().__init__(n_targets=n_targets, composition_dim=composition_dim, hidden=hidden, n_conv=n_conv,
                          head_hidden=head_hidden, n_head_layers=n_head_layers, atom_dim=atom_dim,
                          edge_dim=edge_dim)

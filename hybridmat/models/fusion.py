@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from hybridmat.features.atom_features import N_ATOM_FEATURES
-from hybridmat.models.base import PropertyModel, register
+from hybridmat.models.base import NonNegativeInt, PositiveInt, PropertyModel, register
 from hybridmat.models.cgcnn import EDGE_DIM, CGCNNEncoder, encode, softplus_mlp
 
 
@@ -34,11 +34,13 @@ class EarlyFusion(PropertyModel):
     ``n_head_layers`` hidden layers of width ``head_hidden``. Output: ``(B, n_targets)``.
     """
 
+    category = "hybrid"
     uses_composition = True
 
-    def __init__(self, *, n_targets: int = 1, composition_dim: int = 0, hidden: int = 64, n_conv: int = 3,
-                 head_hidden: int = 128, n_head_layers: int = 1, atom_dim: int = N_ATOM_FEATURES,
-                 edge_dim: int = EDGE_DIM) -> None:
+    def __init__(self, *, n_targets: int = 1, composition_dim: int = 0, hidden: PositiveInt = 64,
+                 n_conv: PositiveInt = 3, head_hidden: PositiveInt = 128, n_head_layers: NonNegativeInt = 1,
+                 atom_dim: PositiveInt = N_ATOM_FEATURES,
+                 edge_dim: PositiveInt = EDGE_DIM) -> None:
         _check_composition_dim("early_fusion", composition_dim)
         super().__init__(n_targets=n_targets, composition_dim=composition_dim, hidden=hidden, n_conv=n_conv,
                          head_hidden=head_hidden, n_head_layers=n_head_layers, atom_dim=atom_dim,
@@ -94,11 +96,13 @@ class AttentionFusion(PropertyModel):
     was used. Encoder/head hyper-parameters as :class:`EarlyFusion`; ``fusion_dim`` defaults to 64.
     """
 
+    category = "hybrid"
     uses_composition = True
 
-    def __init__(self, *, n_targets: int = 1, composition_dim: int = 0, hidden: int = 64, n_conv: int = 3,
-                 fusion_dim: int = 64, head_hidden: int = 128, n_head_layers: int = 1,
-                 atom_dim: int = N_ATOM_FEATURES, edge_dim: int = EDGE_DIM) -> None:
+    def __init__(self, *, n_targets: int = 1, composition_dim: int = 0, hidden: PositiveInt = 64,
+                 n_conv: PositiveInt = 3, fusion_dim: PositiveInt = 64, head_hidden: PositiveInt = 128,
+                 n_head_layers: NonNegativeInt = 1,
+                 atom_dim: PositiveInt = N_ATOM_FEATURES, edge_dim: PositiveInt = EDGE_DIM) -> None:
         _check_composition_dim("attention_fusion", composition_dim)
         super().__init__(n_targets=n_targets, composition_dim=composition_dim, hidden=hidden, n_conv=n_conv,
                          fusion_dim=fusion_dim, head_hidden=head_hidden, n_head_layers=n_head_layers,

@@ -12,16 +12,53 @@ over-trusts the forest.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from hybridmat.atomic_io import atomic_write_bytes
+from hybridmat.models.base import Category, HyperParameters, model_class, register, validate_hyper
 
 ALPHA_GRID = np.linspace(0.0, 1.0, 101)
 
 
+class LateFusionHyper(HyperParameters):
+    """``model.hyper`` of late fusion: the two parents and how they are combined."""
+
+    graph_model: str = Field("cgcnn", description="The graph parent: a registered torch model")
+    graph_hyper: dict[str, Any] = Field(default_factory=dict, description="The graph parent's hyper-parameters")
+    rf: dict[str, Any] = Field(default_factory=dict, description="The random forest's hyper-parameters")
+    method: Literal["alpha", "stacking"] = "alpha"
+    alpha: float | None = Field(None, ge=0, le=1, description="Fixed α for every target (default: fitted on val)")
+
+    @field_validator("rf")
+    @classmethod
+    def _forest(cls, hyper: dict[str, Any]) -> dict[str, Any]:
+        return validate_hyper("rf", hyper)
+
+    @model_validator(mode="after")
+    def _graph_parent(self) -> LateFusionHyper:
+        from hybridmat.models.base import PropertyModel
+
+        if not issubclass(model_class(self.graph_model), PropertyModel):
+            raise ValueError(f"graph_model must be a torch graph model, got {self.graph_model!r}")  # noqa: TRY004
+        validate_hyper(self.graph_model, self.graph_hyper)
+        return self
+
+
+@register("late_fusion")
 @dataclass
 class LateFusion:
     """``method`` "alpha" or "stacking"; ``fit`` on validation predictions, then ``predict``."""
+
+    name: ClassVar[str]
+    category: ClassVar[Category] = "hybrid"
+    needs_line_graph: ClassVar[bool] = False
+    hyper_model: ClassVar[type[HyperParameters]] = LateFusionHyper
 
     method: str = "alpha"
     alpha: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -62,7 +99,23 @@ class LateFusion:
             return self.alpha * rf_pred + (1 - self.alpha) * gnn_pred
         return self.weights[:, 0] + self.weights[:, 1] * rf_pred + self.weights[:, 2] * gnn_pred
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         """Plain form for checkpoints and reports."""
         return {"method": self.method, "alpha": self.alpha.tolist(), "weights": self.weights.tolist(),
                 "fixed_alpha": self.fixed_alpha}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LateFusion:
+        """Inverse of :meth:`as_dict`."""
+        return cls(values["method"], np.asarray(values["alpha"], dtype=np.float64),
+                   np.asarray(values["weights"], dtype=np.float64).reshape(-1, 3), values.get("fixed_alpha"))
+
+    def save(self, path: str | Path, **extra: Any) -> None:
+        """JSON of :meth:`as_dict` under ``"fusion"``, plus ``extra`` keys (e.g. the graph parent's name)."""
+        atomic_write_bytes(Path(path), json.dumps({**extra, "fusion": self.as_dict()}, indent=2).encode())
+
+    @classmethod
+    def load(cls, path: str | Path) -> tuple[LateFusion, dict[str, Any]]:
+        """The fusion written by :meth:`save` and the whole JSON document."""
+        document = json.loads(Path(path).read_text())
+        return cls.from_dict(document["fusion"]), document

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 
 from hybridmat.features.atom_features import N_ATOM_FEATURES
-from hybridmat.models.base import PropertyModel, register
+from hybridmat.models.base import NonNegativeInt, PositiveInt, PropertyModel, register
 from hybridmat.models.cgcnn import EDGE_DIM
 from hybridmat.models.layers.gatv2_block import GATv2Block
 from hybridmat.models.multitask import PerTargetHeads
@@ -35,9 +35,10 @@ class MultiTaskGAT(PropertyModel):
     Output: ``(B, n_targets)`` in normalised target units.
     """
 
-    def __init__(self, *, n_targets: int = 1, composition_dim: int = 0, hidden: int = 64, n_layers: int = 3,
-                 heads: int = 4, head_hidden: int = 128, n_head_layers: int = 1,
-                 atom_dim: int = N_ATOM_FEATURES, edge_dim: int = EDGE_DIM) -> None:
+    def __init__(self, *, n_targets: int = 1, composition_dim: int = 0, hidden: PositiveInt = 64,
+                 n_layers: PositiveInt = 3, heads: PositiveInt = 4, head_hidden: PositiveInt = 128,
+                 n_head_layers: NonNegativeInt = 1,
+                 atom_dim: PositiveInt = N_ATOM_FEATURES, edge_dim: PositiveInt = EDGE_DIM) -> None:
         if n_layers < 1:
             raise ValueError(f"multitask_gat needs at least one attention layer, got n_layers={n_layers}")
         super().__init__(n_targets=n_targets, composition_dim=composition_dim, hidden=hidden,

@@ -1,26 +1,39 @@
 """Random-forest baseline on composition features (raw Magpie / Ward 2016 vectors: trees need no scaling).
 
-Not a torch :class:`~hybridmat.models.base.PropertyModel`, so not in the model registry; the CLI
-dispatches on :data:`RF_NAME`.
+Forests are stored with ``skops.io`` (``rf.skops``), which rebuilds scikit-learn objects from their arrays and
+refuses any type outside an explicit trusted list, so a crafted file cannot run code. Files of the old
+joblib format (``rf.joblib``) unpickle, i.e. run whatever they contain: they load only with
+``trust_pickle=True`` (``hybridmat evaluate --trust-pickle``), for files you made yourself.
 """
 
 from __future__ import annotations
 
-import io
+import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-import joblib
 import numpy as np
 import sklearn
+from pydantic import Field
 from sklearn.ensemble import RandomForestRegressor
 
 from hybridmat.atomic_io import atomic_write_bytes
+from hybridmat.console import UserError
+from hybridmat.models.base import Category, PositiveInt, register
 
-RF_NAME = "rf"
+FILE = "rf.skops"
+#: The pickle-based format of earlier releases, read only behind ``trust_pickle``.
+LEGACY_FILE = "rf.joblib"
 _FORMAT = "hybridmat-rf/1"
+#: Types ``skops.io`` may rebuild beyond its defaults (the forest and tree estimators are trusted by default).
+TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
+class UntrustedModelFile(UserError):
+    """A model file that would run code when loaded, or holds types outside the trusted list."""
+
+
+@register("rf")
 class RandomForestModel:
     """One scikit-learn :class:`~sklearn.ensemble.RandomForestRegressor` per target.
 
@@ -36,13 +49,17 @@ class RandomForestModel:
     Shapes: ``X`` (n, F); ``Y`` (n, T) or (n,), NaN = missing label; predictions (n, T).
     """
 
+    name: ClassVar[str]
+    category: ClassVar[Category] = "composition"
+    needs_line_graph: ClassVar[bool] = False
+
     def __init__(
         self,
-        n_estimators: int = 300,
-        max_features: float | str | None = 1.0,
-        min_samples_leaf: int = 1,
+        n_estimators: PositiveInt = 300,
+        max_features: PositiveInt | Annotated[float, Field(gt=0, le=1)] | Literal["sqrt", "log2"] | None = 1.0,
+        min_samples_leaf: PositiveInt = 1,
         n_jobs: int | None = -1,
-        random_state: int = 0,
+        random_state: Annotated[int, Field(ge=0)] = 0,
     ) -> None:
         self.config: dict[str, Any] = {
             "n_estimators": n_estimators, "max_features": max_features, "min_samples_leaf": min_samples_leaf,
@@ -98,26 +115,49 @@ class RandomForestModel:
         return out
 
     def save(self, path: str | Path) -> None:
-        """Write config and forests to one joblib file.
+        """Write config and forests to one ``skops.io`` file (no pickle: :meth:`load` cannot run code)."""
+        import skops.io
 
-        Loading it runs pickle: treat RF files as trusted artefacts, like code (torch checkpoints are
-        loaded with ``weights_only=True``; scikit-learn has no equivalent, and ``skops`` is not a
-        dependency).
-        """
         self._check_fitted()
-        buffer = io.BytesIO()
-        joblib.dump({"format": _FORMAT, "sklearn": sklearn.__version__, "config": self.config,
-                     "forests": self.forests}, buffer, compress=3)
-        atomic_write_bytes(Path(path), buffer.getvalue())
+        state = {"format": _FORMAT, "sklearn": sklearn.__version__, "config": json.dumps(self.config),
+                 "forests": self.forests}
+        atomic_write_bytes(Path(path), skops.io.dumps(state, compression=8))
 
     @classmethod
-    def load(cls, path: str | Path) -> RandomForestModel:
-        """Read a file written by :meth:`save` (trusted files only: this unpickles)."""
-        state = joblib.load(Path(path))
+    def load(cls, path: str | Path, trust_pickle: bool = False) -> RandomForestModel:
+        """Read a file written by :meth:`save`; types outside :data:`TRUSTED_TYPES` and skops' defaults are
+        refused. A legacy joblib file (any other content) is unpickled only with ``trust_pickle``."""
+        import skops.io
+
+        path = Path(path)
+        data = path.read_bytes()
+        if not data.startswith(b"PK"):  # not a skops (zip) file: the legacy joblib format
+            return cls._load_pickle(path, trust_pickle)
+        untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
+        if untrusted:
+            raise UntrustedModelFile(f"{path} holds types outside the forest's trusted list: {untrusted}; "
+                                     "it was not written by hybridmat, so it is not loaded")
+        state = skops.io.loads(data, trusted=TRUSTED_TYPES)
+        return cls._from_state(path, state, json_config=True)
+
+    @classmethod
+    def _load_pickle(cls, path: Path, trust_pickle: bool) -> RandomForestModel:
+        """The legacy joblib format: unpickling runs code, so only with ``trust_pickle``."""
+        if not trust_pickle:
+            raise UntrustedModelFile(
+                f"{path} is not a skops forest file: loading it would unpickle (run code from the file). "
+                "If you wrote it yourself with an earlier hybridmat, pass --trust-pickle (trust_pickle=True), "
+                "then retrain or re-save it to get the safe format")
+        import joblib
+
+        return cls._from_state(path, joblib.load(path), json_config=False)
+
+    @classmethod
+    def _from_state(cls, path: Path, state: Any, json_config: bool) -> RandomForestModel:
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a hybridmat random-forest file ({_FORMAT})")
-        model = cls(**state["config"])
-        model.forests = state["forests"]
+        model = cls(**(json.loads(state["config"]) if json_config else state["config"]))
+        model.forests = list(state["forests"])
         return model
 
     def _check_fitted(self) -> None:

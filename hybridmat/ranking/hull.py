@@ -5,6 +5,11 @@ is added at 0 eV/atom. Candidates are grouped by chemical system and one pymatge
 built per system from the reference phases of that system and all its subsystems, so 100k candidates
 need as many hulls as they have distinct systems. ``E_hull = e_form - E_hull_surface(composition)``,
 the ``get_decomp_and_e_above_hull(..., allow_negative=True)`` value: negative below the known hull.
+
+A hull is only as good as the phases it knows: :meth:`HullReference.coverage` counts the known compounds of each
+row's chemical system (``hull_phases``) and marks a system ``hull_incomplete`` when one of its binary subsystems
+has no known compound at all, so the hull there is the straight line between the elements and E_hull is an
+upper bound on how unstable the row really is.
 """
 
 from __future__ import annotations
@@ -89,6 +94,24 @@ class HullReference:
                 energies[i] = diagram.get_hull_energy_per_atom(compositions[i])
         return energies
 
+    def known_compounds(self, system: ChemicalSystem) -> int:
+        """Reference phases of two or more elements in ``system`` and its subsystems."""
+        return sum(len(self.entries.get(subsystem, [])) for size in range(2, len(system) + 1)
+                   for subsystem in itertools.combinations(system, size))
+
+    def incomplete(self, system: ChemicalSystem) -> bool:
+        """Whether some binary subsystem of ``system`` has no known compound."""
+        return any(not self.entries.get(pair) for pair in itertools.combinations(system, 2))
+
+    def coverage(self, formulas: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per formula: hull energy (eV/atom), known compounds of its system, and whether that system's hull
+        is incomplete (see the module docstring)."""
+        systems = [chemical_system(parse_formula(formula, "predictions")) for formula in formulas]
+        phases = {system: self.known_compounds(system) for system in set(systems)}
+        gaps = {system: self.incomplete(system) for system in set(systems)}
+        return (self.hull_energies(formulas), np.array([phases[s] for s in systems], dtype=np.int64),
+                np.array([gaps[s] for s in systems], dtype=bool))
+
     def e_above_hull(self, formulas: Sequence[str], e_form: Sequence[float]) -> np.ndarray:
         """``e_form - hull energy`` per row (eV/atom; negative when below the known hull)."""
         return np.asarray(e_form, dtype=np.float64) - self.hull_energies(formulas)
@@ -103,8 +126,9 @@ def _column(names: Sequence[str], accepted: Sequence[str], path: Path, what: str
 
 
 def read_hull_reference(spec: str) -> HullReference:
-    """Reference phases from ``TABLE.parquet`` or ``TABLE.csv``, optionally ``?split=NAME/PART``
-    (ids from ``splits.json`` beside the table, e.g. ``mp_cgcnn36k.parquet?split=full/train``)."""
+    """Reference phases from ``TABLE.parquet`` or ``TABLE.csv``: every row (screening wants every known phase),
+    or with ``?split=NAME/PART`` only the ids of that part of ``splits.json`` beside the table (for benchmarks that
+    must hide held-out phases, e.g. ``mp_cgcnn36k.parquet?split=full/train``)."""
     from hybridmat.data.splits import load_splits
 
     body, _, query = spec.partition("?")

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.csv  # noqa: E402
+from rich import box  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from hybridmat.atomic_io import atomic_write_bytes, atomic_write_parquet  # noqa: E402
@@ -41,20 +42,86 @@ def _text(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def console_table(table: pa.Table, title: str, rows: int = 20) -> Table:
-    """The first ``rows`` ranked rows as a rich table, each target as ``mean±std`` (3 decimals; the files
-    keep full precision); the id (which names the prototype) folds rather than squeezing other columns."""
-    targets = target_names(table.column_names)
-    plain = [c for c in ("rank", "id", "score") if c in table.column_names]
-    console = Table(title=title)
-    for column in [*plain, *targets, *(["pareto"] if "pareto" in table.column_names else [])]:
-        console.add_column(column, justify="left" if column == "id" else "right", overflow="fold",
-                           no_wrap=column != "id", min_width=None if column == "id" else len(column))
-    for row in table.slice(0, rows).to_pylist():
-        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else _text(row[c]) for c in plain]
-        cells += [f"{row[f'{t}_mean']:.3f}±{row[f'{t}_std']:.3f}" for t in targets]
-        console.add_row(*cells, *(["✓" if row["pareto"] else ""] if "pareto" in row else []))
+def _clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+#: Suffixes of a funnel's extra estimates (``e_form_relaxed``, ...): in the files, not in the console table.
+ESTIMATE_SUFFIXES = ("_relaxed", "_unrelaxed", "_potential")
+
+
+def primary_targets(columns: Sequence[str]) -> list[str]:
+    """Targets to print: every target but a funnel's extra estimates (the combined ``e_form`` stands for them)."""
+    return [t for t in target_names(columns) if not t.endswith(ESTIMATE_SUFFIXES)]
+
+
+def console_table(table: pa.Table, title: str, rows: int = 20, width: int = 80) -> Table:
+    """The first ``rows`` ranked rows as a compact rich table, one line per row within ``width`` columns.
+
+    Each target is shown as ``mean±std`` (3 decimals; the files keep full precision), a Pareto-front row is
+    marked ``*`` after its rank. Numbers are never cut;
+    when the row is too wide the id (down to 10 characters) and then the formula (down to 8) are cut with
+    an ellipsis instead of being wrapped (ranked.csv / ranked.parquet hold them whole): a chemist reads the
+    formula first.
+    """
+    targets = primary_targets(table.column_names)
+    shown = table.slice(0, rows).to_pylist()
+    front = ["*" if row.get("pareto") else "" for row in shown]
+    columns = {"#": [f"{row.get('rank', k)}{mark}" for k, (row, mark) in enumerate(zip(shown, front), start=1)]}
+    for name in ("id", "formula"):
+        if name in table.column_names:
+            columns[name] = [_text(row[name]) for row in shown]
+    if "score" in table.column_names:
+        columns["score"] = [f"{row['score']:.3f}" if isinstance(row["score"], float) else _text(row["score"])
+                            for row in shown]
+    for t in targets:
+        columns[t] = [f"{row[f'{t}_mean']:.3f}±{row[f'{t}_std']:.3f}" for row in shown]
+    widths = {name: max([len(name), *map(len, cells)]) for name, cells in columns.items()}
+    excess = sum(widths.values()) + 2 * (len(widths) - 1) - width
+    for name, least in (("id", 10), ("formula", 8)):
+        if excess > 0 and name in widths:
+            cut = min(excess, max(widths[name] - least, 0))
+            widths[name] -= cut
+            excess -= cut
+    caption = "* on the Pareto front" if "pareto" in table.column_names else None
+    console = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                    collapse_padding=True, title_justify="left", caption_justify="left")
+    for name in columns:
+        console.add_column(name, justify="left" if name in ("id", "formula") else "right", no_wrap=True,
+                           width=widths[name])
+    for cells in zip(*([_clip(cell, widths[name]) for cell in cells] for name, cells in columns.items())):
+        console.add_row(*cells)
     return console
+
+
+def funnel_table(table: pa.Table, title: str) -> Table:
+    """What relaxation changed for each ranked funnel row: stage-1 and final rank, the E_hull (or e_form, without a
+    hull reference) of the ensemble before and after relaxation, of the potential and combined, band gap before and
+    after, and the volume change."""
+    energy = "e_hull" if "e_hull_mean" in table.column_names else "e_form"
+    console = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
+                    title_justify="left", caption_justify="left",
+                    caption=f"{energy} in eV/atom: ensemble before/after relaxation, potential, combined (± std); "
+                            "gap in eV; dV = volume change")
+    band_gap = "band_gap_mean" in table.column_names
+    headers = ("#", "was", "formula", "before", "after", "potential", "combined", *(("gap",) if band_gap else ()),
+               "dV", "conv")
+    for name in headers:
+        console.add_column(name, justify="left" if name == "formula" else "right", no_wrap=True)
+    for row in table.to_pylist():
+        gap = (f"{row['band_gap_unrelaxed_mean']:.1f}→{row['band_gap_mean']:.1f}",) if band_gap else ()
+        console.add_row(
+            str(row["rank"]), str(row["stage1_rank"]), _clip(row["formula"], 12),
+            _number(row[f"{energy}_unrelaxed_mean"]), _number(row[f"{energy}_relaxed_mean"]),
+            _number(row[f"{energy}_potential_mean"]), f"{row[f'{energy}_mean']:.2f}±{row[f'{energy}_std']:.2f}",
+            *gap, f"{row['volume_change']:+.0%}", "yes" if row["converged"] else "no",
+        )
+    return console
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
 
 
 def _png(figure: plt.Figure) -> str:

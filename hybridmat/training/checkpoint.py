@@ -9,7 +9,8 @@ A checkpoint is one ``torch.save`` file holding only plain Python values and ten
 * ``state_dict``: the model's tensors (on CPU)
 * ``normalizer``: :meth:`TargetNormalizer.state_dict` (``mean``, ``std``, ``target_names``)
 * ``target_names``: the model's output columns, in order
-* ``featurizer_settings``: the feature-store settings the model was trained on (or ``None``)
+* ``featurizer_settings``: the feature-store settings the model was trained on (or ``None``), edge basis
+  included (:meth:`FeaturizerSettings.from_dict` reads settings written before it was recorded)
 * ``metrics``: e.g. validation/test metrics; ``extra``: anything else plain (train config, loss state)
 
 Files are written atomically (temporary file, then rename), so a crash never leaves a truncated one.
@@ -17,7 +18,9 @@ Files are written atomically (temporary file, then rename), so a crash never lea
 
 from __future__ import annotations
 
+import inspect
 import io
+import pickle
 from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
@@ -29,7 +32,10 @@ from torch.utils.data import Dataset
 
 from hybridmat import __version__
 from hybridmat.atomic_io import atomic_write_bytes
-from hybridmat.models.base import PropertyModel, build_model
+from hybridmat.console import UserError
+from hybridmat.features.featurizer import FeaturizerSettings
+from hybridmat.features.graph import GaussianBasis
+from hybridmat.models.base import MODEL_REGISTRY, PropertyModel, build_model
 from hybridmat.training.collate import GraphTable
 from hybridmat.training.normalizer import TargetNormalizer
 
@@ -69,7 +75,40 @@ def write_state(path: Path, state: Mapping[str, Any]) -> None:
 def read_state(path: Path | bytes, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Inverse of :func:`write_state` from a file or its bytes (weights-only unpickling, tensors on ``device``)."""
     handle = io.BytesIO(path) if isinstance(path, bytes) else Path(path)
-    return torch.load(handle, map_location=device, weights_only=True)
+    where = "checkpoint bytes" if isinstance(path, bytes) else f"checkpoint {path}"
+    if not isinstance(path, bytes) and handle.is_dir():
+        raise UserError(f"{where} is a directory; give the checkpoint files (e.g. {handle}/member-*.pt)")
+    try:
+        state = torch.load(handle, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as error:
+        # weights-only unpickling refused it (code in the pickle), or it is no torch.save file at all; keep
+        # torch's one line naming the cause, not its advice to retry with weights_only=False
+        boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+        lines = [line.strip().removeprefix("WeightsUnpickler error:").strip() for line in str(error).splitlines()]
+        cause = next((line for line in lines if line and not line.startswith(boilerplate)), type(error).__name__)
+        raise UserError(f"{where} was rejected: not a weights-only torch checkpoint ({cause[:200]})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{where} holds a {type(state).__name__}, not a checkpoint mapping")
+    return state
+
+
+def edge_dim_config(model_name: str, edge_basis: GaussianBasis) -> dict[str, int]:
+    """``{"edge_dim": edge_basis.size}`` for a model that reads ``edge_attr`` (takes ``edge_dim``), else ``{}``."""
+    import hybridmat.models  # noqa: F401  (registers the built-in models)
+
+    model_class = MODEL_REGISTRY.get(model_name)
+    takes = model_class is not None and "edge_dim" in inspect.signature(model_class).parameters
+    return {"edge_dim": edge_basis.size} if takes else {}
+
+
+def check_edge_basis(trained_settings: Mapping[str, Any] | None, edge_basis: GaussianBasis, where: str) -> None:
+    """Raise :class:`UserError` when ``where`` expands bond lengths unlike the settings a model was trained with."""
+    if trained_settings is None:
+        return
+    trained = FeaturizerSettings.from_dict(trained_settings).edge_basis
+    if trained != edge_basis:
+        raise UserError(f"{where} expands bond lengths with {edge_basis}, the model's featurizer settings with "
+                        f"{trained}; featurize with those settings (cutoff, edge_basis_stop, edge_basis_step)")
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -121,8 +160,15 @@ def load_checkpoint(
     state = read_state(path, device)
     if state.get("format") != FORMAT:
         where = "checkpoint bytes" if isinstance(path, bytes) else path
-        raise ValueError(f"{where} is not a hybridmat model checkpoint (format {state.get('format')!r})")
+        raise UserError(f"{where} is not a hybridmat model checkpoint (format {state.get('format')!r})")
     model = build_model(state["name"], **state["config"])
+    edge_dim, settings = state["config"].get("edge_dim"), state.get("featurizer_settings")
+    if edge_dim is not None and settings is not None:
+        basis = FeaturizerSettings.from_dict(settings).edge_basis
+        if basis.size != edge_dim:
+            where = "checkpoint bytes" if isinstance(path, bytes) else path
+            raise UserError(f"{where}: the model reads {edge_dim} edge features but its featurizer settings give "
+                            f"{basis}; the checkpoint is inconsistent, retrain it")
     model.load_state_dict(state["state_dict"])
     model.to(device).eval()
     normalizer = TargetNormalizer.from_state_dict(state["normalizer"])
@@ -141,6 +187,10 @@ def predict_table(
 
     Runs in eval mode under ``torch.inference_mode()``; ``amp_dtype`` enables CUDA autocast.
     """
+    edge_dim = model.config.get("edge_dim")
+    if edge_dim is not None and edge_dim != table.edge_basis.size:
+        raise UserError(f"model {model.name!r} reads {edge_dim} edge features, the data gives {table.edge_basis}; "
+                        "featurize with the featurizer settings stored in the model's checkpoint")
     device = model_device(model)
     model.eval()
     autocast = (

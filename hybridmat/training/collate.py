@@ -9,8 +9,8 @@ Why: PyG's ``DataLoader`` collates a list of ``Data`` objects per step (``Batch.
 walks every attribute of every item in Python), and the dataset builds each item with ``to_pyg`` on first
 access; on a small CPU machine that costs as much as CGCNN's forward and backward pass. Here the
 expanded features are computed per batch with the dataset's own functions (``x`` = the atom feature
-table row of each atom, ``edge_attr`` = :func:`~hybridmat.features.graph.gaussian_expansion` of the
-bond lengths), which are element-wise, so every field equals what ``Batch.from_data_list`` of the
+table row of each atom, ``edge_attr`` = the dataset's :class:`~hybridmat.features.graph.GaussianBasis` of
+the bond lengths), which are element-wise, so every field equals what ``Batch.from_data_list`` of the
 dataset's items gives, bit for bit, while the table stores ~45x fewer bytes per edge than cached items.
 
 A batch is a PyG ``Batch`` with ``x``, ``atomic_numbers``, ``edge_index``, ``edge_attr``, ``edge_vec``,
@@ -30,7 +30,7 @@ from torch_geometric.data import Batch
 
 from hybridmat.features.atom_features import atom_feature_table, atom_features
 from hybridmat.features.dataset import CrystalDataset
-from hybridmat.features.graph import gaussian_expansion
+from hybridmat.features.graph import GaussianBasis
 
 
 def _ptr(counts: list[int]) -> np.ndarray:
@@ -78,6 +78,7 @@ class GraphTable:
     y: np.ndarray | None  # (n, T) float32, NaN = missing
     node_ptr: np.ndarray
     edge_ptr: np.ndarray
+    edge_basis: GaussianBasis  # the dataset's expansion of bond lengths into edge_attr
     line_edge_index: np.ndarray | None = None  # (2, L) int32, local edge indices of each structure
     angle_cos: np.ndarray | None = None  # (L,) float32
     line_ptr: np.ndarray | None = None
@@ -117,6 +118,7 @@ class GraphTable:
             y=None if base.targets is None else base.targets.numpy()[indices],
             node_ptr=_ptr([g.num_nodes for g in graphs]),
             edge_ptr=_ptr([g.num_edges for g in graphs]),
+            edge_basis=base.edge_basis,
             **lines,
         )
 
@@ -136,7 +138,7 @@ class GraphTable:
             x=torch.from_numpy(atom_feature_table()[atomic_numbers]),
             atomic_numbers=torch.from_numpy(atomic_numbers),
             edge_index=torch.from_numpy(edge_index),
-            edge_attr=torch.from_numpy(gaussian_expansion(self.distances[edges])),
+            edge_attr=torch.from_numpy(self.edge_basis.expand(self.distances[edges])),
             edge_vec=torch.from_numpy(self.edge_vec[edges]),
             batch=torch.from_numpy(np.repeat(np.arange(len(index)), n_nodes)),
             ptr=torch.from_numpy(ptr),

@@ -18,10 +18,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from hybridmat.models.base import PropertyModel, build_model
-from hybridmat.training.checkpoint import load_checkpoint, predict_table
+from hybridmat.training.checkpoint import check_edge_basis, edge_dim_config, load_checkpoint, predict_table
 from hybridmat.training.collate import GraphTable, resolve_dataset
 from hybridmat.training.normalizer import TargetNormalizer
-from hybridmat.training.trainer import EpochCallback, TrainConfig, TrainResult, seed_everything, train_model
+from hybridmat.training.trainer import EpochCallback, TrainConfig, Trainer, TrainResult, seed_everything
 
 
 @dataclass(frozen=True)
@@ -59,18 +59,38 @@ def train_member(
     resume: bool = False,
     featurizer_settings: Mapping[str, Any] | None = None,
 ) -> TrainResult:
-    """Build ``model_name`` under ``seed`` and train it with ``config`` (its ``seed`` replaced by ``seed``).
+    """Build ``model_name`` under ``seed`` and train it with ``config`` (its ``seed`` replaced by ``seed``):
+    the one way a member is trained, sequentially, on a Ray actor (:mod:`hybridmat.distributed.train`) or
+    in a Tune trial (which keeps the :func:`member_trainer` to read the model after each epoch)."""
+    trainer = member_trainer(model_name, model_config, train_set, val_set, config, seed, loss=loss,
+                             featurizer_settings=featurizer_settings)
+    return trainer.fit(resume=resume, on_epoch_end=on_epoch_end)
 
-    ``n_targets`` and ``composition_dim`` default to the training set's; the seed fixes the
-    initial weights as well as the batch order and dropout.
+
+def member_trainer(
+    model_name: str,
+    model_config: Mapping[str, Any],
+    train_set: Dataset,
+    val_set: Dataset | None,
+    config: TrainConfig,
+    seed: int,
+    *,
+    loss: nn.Module | None = None,
+    featurizer_settings: Mapping[str, Any] | None = None,
+) -> Trainer:
+    """The :class:`~hybridmat.training.trainer.Trainer` of one member, its model built under ``seed``.
+
+    ``n_targets``, ``composition_dim`` and ``edge_dim`` default to the training set's (whose edge basis must be
+    ``featurizer_settings``'); the seed fixes the initial weights as well as the batch order and dropout.
     """
     base, _ = resolve_dataset(train_set)
-    dims = {"n_targets": len(base.target_names), "composition_dim": base.composition.shape[1]}
+    check_edge_basis(featurizer_settings, base.edge_basis, "the training set")
+    dims = {"n_targets": len(base.target_names), "composition_dim": base.composition.shape[1],
+            **edge_dim_config(model_name, base.edge_basis)}
     full_config = {**dims, **model_config}
     seed_everything(seed)
     model = build_model(model_name, **full_config)
-    return train_model(model, train_set, val_set, replace(config, seed=seed), loss=loss,
-                       on_epoch_end=on_epoch_end, resume=resume, featurizer_settings=featurizer_settings)
+    return Trainer(model, train_set, val_set, replace(config, seed=seed), loss, featurizer_settings)
 
 
 def train_ensemble(
@@ -103,18 +123,28 @@ def train_ensemble(
 class Ensemble:
     """Members that predict the same targets; :meth:`predict` gives their mean and spread."""
 
-    def __init__(self, members: Sequence[Member]) -> None:
+    def __init__(self, members: Sequence[Member], featurizer_settings: Mapping[str, Any] | None = None) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
         names = {m.normalizer.target_names for m in members}
         if len(names) > 1:
             raise ValueError(f"ensemble members predict different targets: {sorted(names)}")
         self.members = list(members)
+        #: The featurizer settings every member was trained with (empty when the checkpoints do not record them).
+        self.featurizer_settings = dict(featurizer_settings or {})
 
     @classmethod
-    def from_checkpoints(cls, paths: Sequence[Path], device: str | torch.device = "cpu") -> Ensemble:
-        """Load each member with :func:`~hybridmat.training.checkpoint.load_checkpoint`."""
-        return cls([Member(*load_checkpoint(path, device)[:2]) for path in paths])
+    def from_checkpoints(cls, checkpoints: Sequence[Path | bytes], device: str | torch.device = "cpu") -> Ensemble:
+        """The one member loader: each checkpoint (a file or its bytes) with
+        :func:`~hybridmat.training.checkpoint.load_checkpoint`; the members must share their featurizer settings."""
+        members, settings = [], set()
+        for checkpoint in checkpoints:
+            model, normalizer, meta = load_checkpoint(checkpoint, device)
+            members.append(Member(model, normalizer))
+            settings.add(tuple(sorted((meta.get("featurizer_settings") or {}).items())))
+        if len(settings) > 1:
+            raise ValueError(f"ensemble members were trained on different featurizer settings: {sorted(settings)}")
+        return cls(members, dict(settings.pop()) if settings else None)
 
     @property
     def target_names(self) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+
 def _columns(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Both arrays as float64 ``(n, T)`` and the mask of labelled entries."""
     y_true = np.asarray(y_true, dtype=np.float64)

@@ -20,18 +20,14 @@ from hybridmat.atomic_io import atomic_write_bytes, atomic_write_parquet
 from hybridmat.data.splits import load_splits, random_split
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.features.store import FeatureStore
-from hybridmat.models.base import MODEL_REGISTRY
+from hybridmat.models.base import model_class
 from hybridmat.models.late_fusion import LateFusion
-from hybridmat.models.rf import RF_NAME, RandomForestModel
+from hybridmat.models.rf import FILE as RF_FILE
+from hybridmat.models.rf import RandomForestModel
 from hybridmat.training.ensemble import Ensemble, Member, MemberSpec, member_specs, train_member
 from hybridmat.training.metrics import regression_metrics
 from hybridmat.training.trainer import TrainConfig, TrainResult
 
-#: Which input a model uses, for tables and figures.
-CATEGORIES = {
-    "rf": "composition", "cgcnn": "graph", "alignn": "graph", "alignn_simple": "graph", "multitask": "graph",
-    "multitask_gat": "graph", "early_fusion": "hybrid", "late_fusion": "hybrid", "attention_fusion": "hybrid",
-}
 PARTS = ("train", "val", "test")
 
 
@@ -102,10 +98,10 @@ def fit_rf(data: SplitData, hyper: Mapping[str, Any], output: Path | None) -> Fi
     model = RandomForestModel(**hyper).fit(data.train.batch.composition, data.train.targets.numpy())
     seconds = time.perf_counter() - started
     if output is not None:
-        model.save(Path(output) / "rf.joblib")
+        model.save(Path(output) / RF_FILE)
 
     nodes = sum(tree.tree_.node_count for forest in model.forests for tree in forest.estimators_)
-    return Fitted(RF_NAME, rf_predictor(model), seconds, 0, {"tree_nodes": int(nodes)})
+    return Fitted(RandomForestModel.name, rf_predictor(model), seconds, 0, {"tree_nodes": int(nodes)})
 
 
 def rf_predictor(model: RandomForestModel) -> Callable[[CrystalDataset], tuple[np.ndarray, np.ndarray]]:
@@ -196,16 +192,18 @@ def fit_late_fusion(
     rf_val, gnn_val = rf.predict(data.val)[0], gnn.predict(data.val)[0]
     fusion = LateFusion(method, fixed_alpha=alpha).fit(rf_val, gnn_val, data.val.targets.numpy())
     seconds = rf.train_seconds + gnn.train_seconds + time.perf_counter() - started
-    return Fitted("late_fusion", late_fusion_predictor(rf, gnn, fusion), seconds, gnn.parameters, {"fusion": fusion.as_dict(), "graph_model": gnn.name})
+    return Fitted(LateFusion.name, late_fusion_predictor(rf, gnn, fusion), seconds, gnn.parameters,
+                  {"fusion": fusion.as_dict(), "graph_model": gnn.name})
 
 
-def evaluate(fitted: Fitted, dataset: CrystalDataset, model_label: str | None = None) -> tuple[list[dict], np.ndarray, np.ndarray]:
+def evaluate(fitted: Fitted, dataset: CrystalDataset,
+             model_label: str | None = None) -> tuple[list[dict], np.ndarray, np.ndarray]:
     """Test-split metric rows (one per target) and the ``(mean, std)`` predictions."""
     mean, std = fitted.predict(dataset)
     metrics = regression_metrics(dataset.targets.numpy(), mean, dataset.target_names)
     label = model_label or fitted.name
     rows = [
-        {"model": label, "category": CATEGORIES.get(fitted.name, "hybrid"), "target": target,
+        {"model": label, "category": model_class(fitted.name).category, "target": target,
          "mae": metrics[target]["mae"], "rmse": metrics[target]["rmse"], "r2": metrics[target]["r2"],
          "n": int(np.isfinite(dataset.targets.numpy()[:, t]).sum()),
          "train_seconds": fitted.train_seconds, "parameters": fitted.parameters}
@@ -228,9 +226,3 @@ def write_json(path: Path, payload: Any) -> None:
     """Pretty JSON, atomically."""
     atomic_write_bytes(Path(path), json.dumps(payload, indent=2, default=str).encode())
 
-
-def is_torch_model(name: str) -> bool:
-    """Registered torch model (as opposed to the forest or late fusion)."""
-    import hybridmat.models  # noqa: F401  (registers the built-in models)
-
-    return name in MODEL_REGISTRY

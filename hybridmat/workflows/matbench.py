@@ -20,10 +20,10 @@ from hybridmat.config import JobConfig
 from hybridmat.data.matbench_source import MatbenchSource
 from hybridmat.data.records import RecordError
 from hybridmat.data.splits import random_split
-from hybridmat.workflows.fitting import SplitData
 from hybridmat.features.columns import errors_to_table
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.features.featurizer import FeatureBatch, featurize_records
+from hybridmat.workflows.fitting import SplitData
 from hybridmat.workflows.train import fit_by_name, train_config
 
 
@@ -72,7 +72,8 @@ def run_matbench(job: JobConfig, task: str, folds: Sequence[int] | None, out: Pa
         spread = [s for _, s in mean_std]
         matbench_task.record(fold, [m for m, _ in mean_std], std=spread if min(spread) > 0 else None,
                              params={"model": job.model.name, "hyper": dict(job.model.hyper), "ensemble": job.ensemble})
-        scores.append({"fold": fold, "mae": float(matbench_task.results[matbench_task.folds_map[fold]]["scores"]["mae"]),
+        scores.append({"fold": fold,
+                       "mae": float(matbench_task.results[matbench_task.folds_map[fold]]["scores"]["mae"]),
                        "n_test": len(test_ids), "fallback_predictions": len(test_ids) - len(predicted)})
         all_errors += train_errors + test_errors
     temporary = out.with_name(f".{out.name}.tmp")

@@ -1,15 +1,22 @@
-"""``hybridmat predict``: an ensemble of checkpoints on any source, written as one Parquet table.
+"""``hybridmat predict``: an ensemble on any source, written as one Parquet table.
 
-Every input row ends up either in the predictions (``id, formula, n_sites, <target>_mean,
-<target>_std, model_id``) or in ``<out>.errors.parquet`` with its id, stage and reason. With no
-checkpoints given, the ensemble shipped in ``hybridmat/pretrained`` is used.
+A model directory holds the members (``member-k.pt``, or a training job's ``member-k/best.pt``) and, once
+fitted with ``hybridmat calibrate``, ``calibration.json`` + ``domain.npz``. :func:`model_files` reads them as
+bytes (what a Ray actor receives) and :func:`load_predictor` is the one loader. Every input row ends up
+either in the predictions (``id, formula, n_sites, <t>_mean, <t>_std[, <t>_lo, <t>_hi]...[, domain_score,
+in_domain], model_id``) or in ``<out>.errors.parquet`` with its id, stage and reason. With a calibration,
+``<t>_std`` is the calibrated standard deviation and ``<t>_lo``/``<t>_hi`` the 90 % interval; without one,
+``<t>_std`` is the raw spread of the members. With no models given, the shipped ``hybridmat/pretrained`` is used.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,87 +24,193 @@ import numpy as np
 import pyarrow as pa
 
 from hybridmat.atomic_io import atomic_write_parquet
-from hybridmat.data.records import RecordError, drop_duplicate_ids
+from hybridmat.data.records import RecordError, StructureRecord, drop_duplicate_ids
 from hybridmat.data.source import Source
+from hybridmat.data.validate import TARGET_RANGES
 from hybridmat.features.columns import errors_to_table
 from hybridmat.features.dataset import CrystalDataset
-from hybridmat.features.featurizer import FeaturizerSettings, featurize_records
-from hybridmat.training.checkpoint import load_checkpoint
-from hybridmat.training.ensemble import Ensemble, Member
+from hybridmat.features.featurizer import FeatureBatch, FeaturizerSettings, featurize_records
+from hybridmat.training.calibration import INTERVAL_LEVEL, ONE_SIGMA, EnsembleCalibration
+from hybridmat.training.domain import DomainModel
+from hybridmat.training.ensemble import Ensemble
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+CALIBRATION_FILE = "calibration.json"
+DOMAIN_FILE = "domain.npz"
+
+
+def _digest(blobs: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for blob in blobs:
+        digest.update(blob)
+    return digest.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """An ensemble's files as bytes: the members, and ``calibration.json`` + ``domain.npz`` when they were
+    fitted for exactly these members (``stale`` says why files beside the members were not used)."""
+
+    members: tuple[bytes, ...]
+    calibration: bytes | None = None
+    domain: bytes | None = None
+    stale: str | None = field(default=None, compare=False)
+
+    @property
+    def members_id(self) -> str:
+        """Content hash of the members alone (what a calibration records it was fitted for)."""
+        return _digest(self.members)
+
+    @property
+    def model_id(self) -> str:
+        """Content hash of everything that shapes a prediction: members, calibration and domain model."""
+        return _digest([*self.members, self.calibration or b"", self.domain or b""])
+
+
+def member_checkpoints(directory: Path) -> list[Path]:
+    """``member-k.pt`` of a model directory, else ``member-k/best.pt`` of a training job's output."""
+    directory = Path(directory)
+    paths = sorted(directory.glob("member-*.pt")) or sorted(directory.glob("member-*/best.pt"))
+    if not paths:
+        raise FileNotFoundError(f"no member-*.pt or member-*/best.pt in {directory}; train and export an ensemble "
+                                "(`hybridmat train JOB.yaml`, `hybridmat export JOB.yaml --dest DIR`)")
+    return paths
 
 
 def pretrained_checkpoints() -> list[Path]:
     """The shipped ensemble's member checkpoints."""
-    paths = sorted(PRETRAINED_DIR.glob("member-*.pt"))
-    if not paths:
-        raise FileNotFoundError(
-            f"no pretrained checkpoints in {PRETRAINED_DIR}; pass --models CKPT... "
-            "(train one with `hybridmat train jobs/pretrained.yaml`)"
-        )
-    return paths
+    return member_checkpoints(PRETRAINED_DIR)
 
 
-def model_id(paths: Sequence[Path]) -> str:
-    """A short content hash naming an ensemble (changes whenever any member's weights change)."""
-    digest = hashlib.sha256()
-    for path in sorted(paths, key=lambda p: p.name):
-        digest.update(Path(path).read_bytes())
-    return digest.hexdigest()[:12]
+def model_files(models: Path | Sequence[Path] | None = None) -> ModelFiles:
+    """Read a model directory (default: the shipped one) or a list of member checkpoints; the calibration in
+    the members' directory comes along when it was fitted for these members."""
+    if models is None or isinstance(models, str | Path):
+        checkpoints = member_checkpoints(Path(models or PRETRAINED_DIR))
+    else:
+        checkpoints = [Path(m) for m in models]
+    if len(checkpoints) == 1 and checkpoints[0].is_dir():
+        checkpoints = member_checkpoints(checkpoints[0])
+    members = tuple(path.read_bytes() for path in checkpoints)
+    folders = {path.resolve().parent for path in checkpoints}
+    folders |= {folder.parent for folder in folders if folder.name.startswith("member-")}
+    found = [folder for folder in folders if (folder / CALIBRATION_FILE).is_file()]
+    if len(found) != 1:
+        return ModelFiles(members)
+    calibration = (found[0] / CALIBRATION_FILE).read_bytes()
+    domain = found[0] / DOMAIN_FILE
+    domain_bytes = domain.read_bytes() if domain.is_file() else None
+    recorded = json.loads(calibration)
+    problem = None
+    if recorded.get("members_id") != _digest(members):
+        problem = f"{found[0] / CALIBRATION_FILE} was fitted for other members ({recorded.get('members_id')})"
+    elif recorded.get("domain_sha256") != (domain_bytes and hashlib.sha256(domain_bytes).hexdigest()):
+        problem = f"{domain} is not the domain model {found[0] / CALIBRATION_FILE} was fitted with"
+    if problem:
+        return ModelFiles(members, stale=f"{problem}; refit with `hybridmat calibrate {found[0]}`")
+    return ModelFiles(members, calibration, domain_bytes)
 
 
-def load_ensemble(checkpoints: Sequence[Path | bytes], device: str = "cpu") -> tuple[Ensemble, FeaturizerSettings, dict[str, Any]]:
-    """Members (checkpoint files or their bytes), the featurizer settings they were trained with, and the
-    first member's metadata."""
-    members, settings, first_meta = [], set(), None
-    for checkpoint in checkpoints:
-        model, normalizer, meta = load_checkpoint(checkpoint, device)
-        members.append(Member(model, normalizer))
-        settings.add(tuple(sorted((meta.get("featurizer_settings") or {}).items())))
-        first_meta = first_meta or meta
-    if len(settings) != 1:
-        raise ValueError(f"ensemble members were trained on different featurizer settings: {sorted(settings)}")
-    stored = dict(settings.pop())
-    return Ensemble(members), FeaturizerSettings(**stored) if stored else FeaturizerSettings(), first_meta or {}
+@dataclass(frozen=True, eq=False)
+class Predictor:
+    """A loaded ensemble with its featurizer settings, calibration and domain model."""
+
+    ensemble: Ensemble
+    settings: FeaturizerSettings
+    model_id: str
+    calibration: EnsembleCalibration | None = None
+    domain: DomainModel | None = None
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        return self.ensemble.target_names
+
+    def raw_predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)`` of the members, each ``(n, T)``, before calibration."""
+        if not len(batch):
+            return np.empty((0, len(self.target_names))), np.empty((0, len(self.target_names)))
+        line_graph = any(m.model.needs_line_graph for m in self.ensemble.members)
+        return self.ensemble.predict(CrystalDataset(batch, [], line_graph))
+
+    def predict_batch(self, batch: FeatureBatch, index: bool = False) -> pa.Table:
+        """The predictions table of a feature batch (with the input ``index`` column when asked)."""
+        names = self.target_names
+        mean, std = self.raw_predict(batch)
+        columns: dict[str, Any] = {"index": pa.array(batch.index, pa.int64())} if index else {}
+        columns |= {"id": pa.array(batch.ids, pa.string()), "formula": pa.array(batch.formulas, pa.string()),
+                    "n_sites": pa.array([g.num_nodes for g in batch.graphs], pa.int32())}
+        score = self.domain.score(batch.composition) if self.domain is not None and len(batch) else None
+        for t, name in enumerate(names):
+            columns[f"{name}_mean"] = pa.array(mean[:, t], pa.float64())
+            if self.calibration is None:
+                columns[f"{name}_std"] = pa.array(std[:, t], pa.float64())
+                continue
+            target = self.calibration[name]
+            columns[f"{name}_std"] = pa.array(target.half_width(std[:, t], ONE_SIGMA, score), pa.float64())
+            lo, hi = target.interval(mean[:, t], std[:, t], INTERVAL_LEVEL, score)
+            if name in TARGET_RANGES:  # an interval never leaves the physical range (a band gap is >= 0)
+                lo, hi = np.clip(lo, *TARGET_RANGES[name]), np.clip(hi, *TARGET_RANGES[name])
+            columns[f"{name}_lo"], columns[f"{name}_hi"] = pa.array(lo, pa.float64()), pa.array(hi, pa.float64())
+        if self.domain is not None:
+            scores = np.empty(0) if score is None else score
+            columns["domain_score"] = pa.array(scores, pa.float64())
+            columns["in_domain"] = pa.array(self.domain.in_domain(scores), pa.bool_())
+        columns["model_id"] = pa.array([self.model_id] * len(batch), pa.string())
+        return pa.table(columns)
+
+    def predict_records(self, records: Iterable[StructureRecord | RecordError], chunk_size: int = 1000,
+                        ) -> tuple[pa.Table, list[tuple[int, RecordError]]]:
+        """Predict records in chunks; ``(predictions, (input position, error) per failed row)``."""
+        tables = [self.predict_batch(_empty_batch(self.settings))]
+        errors: list[tuple[int, RecordError]] = []
+        items = enumerate(drop_duplicate_ids(records))
+        while chunk := list(itertools.islice(items, chunk_size)):
+            good = [(i, item) for i, item in chunk if not isinstance(item, RecordError)]
+            errors += [(i, item) for i, item in chunk if isinstance(item, RecordError)]
+            batch, failed = featurize_records([r for _, r in good], self.settings, (), [i for i, _ in good])
+            errors += failed
+            if len(batch):
+                tables.append(self.predict_batch(batch))
+        return pa.concat_tables(tables), sorted(errors, key=lambda pair: pair[0])
 
 
-def predictions_table(ids: list[str], formulas: list[str], n_sites: list[int], target_names: Sequence[str],
-                      mean: np.ndarray, std: np.ndarray, ensemble_id: str,
-                      index: Sequence[int] | None = None) -> pa.Table:
-    """Columns ``[index,] id, formula, n_sites, <t>_mean, <t>_std..., model_id`` (``index``: input row)."""
-    columns: dict[str, Any] = {} if index is None else {"index": pa.array(index, type=pa.int64())}
-    columns |= {"id": pa.array(ids, type=pa.string()), "formula": pa.array(formulas, type=pa.string()),
-                "n_sites": pa.array(n_sites, type=pa.int32())}
-    for t, name in enumerate(target_names):
-        columns[f"{name}_mean"] = mean[:, t].astype(np.float64)
-        columns[f"{name}_std"] = std[:, t].astype(np.float64)
-    columns["model_id"] = pa.array([ensemble_id] * len(ids), type=pa.string())
-    return pa.table(columns)
+def _empty_batch(settings: FeaturizerSettings) -> FeatureBatch:
+    batch, _ = featurize_records([], settings)
+    return batch
 
 
-def predict_source(source: Source, checkpoints: Sequence[Path], out: Path, chunk_size: int = 1000) -> dict[str, int]:
+def load_predictor(models: ModelFiles | Path | Sequence[Path] | None = None, device: str = "cpu") -> Predictor:
+    """The one ensemble loader: members (checking they share featurizer settings), calibration and domain model."""
+    files = models if isinstance(models, ModelFiles) else model_files(models)
+    ensemble = Ensemble.from_checkpoints(files.members, device)
+    settings = FeaturizerSettings.from_dict(ensemble.featurizer_settings)
+    calibration = domain = None
+    if files.calibration is not None:
+        calibration = EnsembleCalibration.from_dict(json.loads(files.calibration)["calibration"])
+        missing = set(ensemble.target_names) - {c.target for c in calibration.targets}
+        if missing:
+            raise ValueError(f"the calibration has no {sorted(missing)}; refit it with `hybridmat calibrate`")
+    if files.domain is not None:
+        with np.load(io.BytesIO(files.domain), allow_pickle=False) as arrays:
+            domain = DomainModel.from_dict(arrays)
+        if domain.composition != settings.composition:
+            raise ValueError(f"the domain model uses {domain.composition} features, the members "
+                             f"{settings.composition}; refit it with `hybridmat calibrate`")
+    return Predictor(ensemble, settings, files.model_id, calibration, domain)
+
+
+def model_id(models: Path | Sequence[Path] | None = None) -> str:
+    """A short content hash naming a model (changes whenever any member, the calibration or domain changes)."""
+    return model_files(models).model_id
+
+
+def predict_source(source: Source, models: ModelFiles | Path | Sequence[Path] | None, out: Path,
+                   chunk_size: int = 1000) -> dict[str, int]:
     """Predict every structure of ``source``; write ``out`` and ``<out>.errors.parquet`` atomically."""
-    ensemble, settings, _ = load_ensemble(checkpoints)
-    ensemble_id = model_id(checkpoints)
-    line_graph = any(m.model.needs_line_graph for m in ensemble.members)
-    tables: list[pa.Table] = []
-    errors: list[tuple[int, RecordError]] = []
-    items = enumerate(drop_duplicate_ids(source))
-    while chunk := list(itertools.islice(items, chunk_size)):
-        records = [(i, item) for i, item in chunk if not isinstance(item, RecordError)]
-        errors += [(i, item) for i, item in chunk if isinstance(item, RecordError)]
-        batch, failed = featurize_records([r for _, r in records], settings, (), [i for i, _ in records])
-        errors += failed
-        if len(batch):
-            mean, std = ensemble.predict(CrystalDataset(batch, [], line_graph))
-            tables.append(predictions_table(batch.ids, batch.formulas, [g.num_nodes for g in batch.graphs],
-                                            ensemble.target_names, mean, std, ensemble_id))
-    empty = predictions_table([], [], [], ensemble.target_names, np.empty((0, len(ensemble.target_names))),
-                              np.empty((0, len(ensemble.target_names))), ensemble_id)
-    result = pa.concat_tables([empty, *tables])
+    predictor = load_predictor(models)
+    result, errors = predictor.predict_records(source, chunk_size)
     atomic_write_parquet(result, Path(out))
-    atomic_write_parquet(errors_to_table(sorted(errors, key=lambda pair: pair[0])), errors_path(out))
+    atomic_write_parquet(errors_to_table(errors), errors_path(out))
     return {"inputs": result.num_rows + len(errors), "predicted": result.num_rows, "errors": len(errors)}
 
 

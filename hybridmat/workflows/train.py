@@ -2,38 +2,49 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from hybridmat.config import JobConfig
+from hybridmat.config import JobConfig, TrainSection
 from hybridmat.data.source_strings import open_source
-from hybridmat.workflows.fitting import (
-    CATEGORIES, Fitted, MemberRunner, SplitData, evaluate, fit_late_fusion, fit_rf, fit_torch, is_torch_model,
-    late_fusion_predictor, load_split_data, rf_predictor, split_ids, write_json, write_predictions,
-)
 from hybridmat.features.pipeline import featurize_to_store
 from hybridmat.features.store import FeatureStore
-from hybridmat.models.base import MODEL_REGISTRY
-from hybridmat.models.late_fusion import LateFusion
-from hybridmat.models.rf import RF_NAME, RandomForestModel
-from hybridmat.workflows.comparison import parity_figure
+from hybridmat.models.base import model_class, validate_hyper
+from hybridmat.models.late_fusion import LateFusion, LateFusionHyper
+from hybridmat.models.rf import FILE as RF_FILE
+from hybridmat.models.rf import LEGACY_FILE as RF_LEGACY_FILE
+from hybridmat.models.rf import RandomForestModel
 from hybridmat.training.ensemble import Ensemble
 from hybridmat.training.trainer import TrainConfig
+from hybridmat.workflows.comparison import parity_figure
+from hybridmat.workflows.fitting import (
+    Fitted,
+    MemberRunner,
+    SplitData,
+    evaluate,
+    fit_late_fusion,
+    fit_rf,
+    fit_torch,
+    late_fusion_predictor,
+    load_split_data,
+    rf_predictor,
+    split_ids,
+    write_json,
+    write_predictions,
+)
+
+#: Job-file keys of the ``train`` section whose :class:`TrainConfig` field has another name.
+TRAIN_CONFIG_NAMES = {"loss_lambdas": "loss_weights"}
+LATE_FUSION_FILE = "late_fusion.json"
 
 
 def train_config(job: JobConfig) -> TrainConfig:
-    """The trainer settings of a job file's ``train`` section."""
-    t = job.train
-    return TrainConfig(
-        epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, schedule=t.schedule,
-        patience=t.patience, seed=t.seed, device=t.device, amp=t.amp, num_threads=t.num_threads,
-        loss_weighting=t.loss_weighting, loss_weights=None if t.loss_lambdas is None else tuple(t.loss_lambdas),
-    )
+    """The trainer settings of a job file's ``train`` section: every field carried over by name (the
+    section is the job-file face of :class:`TrainConfig`; ``tests/test_config.py`` keeps the two in step)."""
+    return TrainConfig(**{TRAIN_CONFIG_NAMES.get(key, key): getattr(job.train, key)
+                          for key in TrainSection.model_fields})
 
 
 def feature_store(job: JobConfig, progress: bool = True) -> FeatureStore:
@@ -68,37 +79,42 @@ class JobResult:
 def fit_by_name(name: str, hyper: dict[str, Any], data: SplitData, config: TrainConfig, members: int,
                 output: Path, featurizer_settings: dict[str, Any] | None = None,
                 log: Callable[[str], None] | None = None, runner: MemberRunner | None = None) -> Fitted:
-    """Fit any model the registry or :data:`NON_TORCH_MODELS` knows, writing artefacts under ``output``.
+    """Fit any registered model (``hyper`` checked against its schema first), writing artefacts under ``output``.
 
     ``runner`` trains a torch model's ensemble members (default: one after another in this process).
     """
-    if name == RF_NAME:
+    cls, hyper = model_class(name), validate_hyper(name, hyper)
+    if issubclass(cls, RandomForestModel):
         return fit_rf(data, hyper, output)
-    if name == "late_fusion":
-        graph_name = hyper.get("graph_model", "cgcnn")
-        rf = fit_rf(data, hyper.get("rf", {}), output / "rf")
-        gnn = fit_by_name(graph_name, hyper.get("graph_hyper", {}), data, config, members, output / graph_name,
-                          featurizer_settings, log, runner)
-        fused = fit_late_fusion(rf, gnn, data, hyper.get("method", "alpha"), hyper.get("alpha"))
-        write_json(output / "late_fusion.json", fused.details)
+    if issubclass(cls, LateFusion):
+        parents = LateFusionHyper(**hyper)
+        rf = fit_rf(data, parents.rf, output / RandomForestModel.name)
+        gnn = fit_by_name(parents.graph_model, parents.graph_hyper, data, config, members,
+                          output / parents.graph_model, featurizer_settings, log, runner)
+        fused = fit_late_fusion(rf, gnn, data, parents.method, parents.alpha)
+        LateFusion.from_dict(fused.details["fusion"]).save(output / LATE_FUSION_FILE, graph_model=gnn.name)
         return fused
-    if not is_torch_model(name):
-        raise ValueError(f"unknown model {name!r}")
-    if MODEL_REGISTRY[name].needs_line_graph and not data.train.line_graph:
+    if cls.needs_line_graph and not data.train.line_graph:
         data = data.with_line_graph()
     return fit_torch(name, hyper, data, config, members, output, featurizer_settings, log, runner)
 
 
-def load_fitted(name: str, output: Path) -> Fitted:
-    """A model trained earlier by :func:`fit_by_name` into ``output``, ready to predict."""
-    if name == RF_NAME:
-        model = RandomForestModel.load(output / "rf.joblib")
-        return Fitted(RF_NAME, rf_predictor(model), 0.0, 0)
-    if name == "late_fusion":
-        details = json.loads((output / "late_fusion.json").read_text())
-        rf, gnn = load_fitted(RF_NAME, output / "rf"), load_fitted(details["graph_model"], output / details["graph_model"])
-        fusion = LateFusion(details["fusion"]["method"], np.asarray(details["fusion"]["alpha"]),
-                            np.asarray(details["fusion"]["weights"]))
+def load_fitted(name: str, output: Path, trust_pickle: bool = False) -> Fitted:
+    """A model trained earlier by :func:`fit_by_name` into ``output``, ready to predict.
+
+    A forest saved in the legacy pickle format loads only with ``trust_pickle`` (it would run code otherwise).
+    """
+    cls = model_class(name)
+    if issubclass(cls, RandomForestModel):
+        path = output / RF_FILE
+        if not path.exists() and (output / RF_LEGACY_FILE).exists():
+            path = output / RF_LEGACY_FILE
+        return Fitted(name, rf_predictor(RandomForestModel.load(path, trust_pickle)), 0.0, 0)
+    if issubclass(cls, LateFusion):
+        fusion, details = LateFusion.load(output / LATE_FUSION_FILE)
+        graph_model = details["graph_model"]
+        rf = load_fitted(RandomForestModel.name, output / RandomForestModel.name, trust_pickle)
+        gnn = load_fitted(graph_model, output / graph_model)
         return Fitted(name, late_fusion_predictor(rf, gnn, fusion), 0.0, gnn.parameters, details)
     checkpoints = sorted(output.glob("member-*/best.pt"))
     if not checkpoints:
@@ -113,9 +129,7 @@ def job_split_data(job: JobConfig, progress: bool = True) -> SplitData:
     store = feature_store(job, progress)
     ids = split_ids(store, job.data.split, splits_file(job), job.data.split_seed)
     data = load_split_data(store, ids, job.data.targets)
-    if job.model.name in MODEL_REGISTRY and MODEL_REGISTRY[job.model.name].needs_line_graph:
-        return data.with_line_graph()
-    return data
+    return data.with_line_graph() if model_class(job.model.name).needs_line_graph else data
 
 
 def run_train_job(job: JobConfig, progress: bool = True, log: Callable[[str], None] | None = None,
@@ -138,7 +152,7 @@ def run_train_job(job: JobConfig, progress: bool = True, log: Callable[[str], No
                       output / f"parity_{target}.png", target)
     details = {k: v for k, v in fitted.details.items() if k != "ensemble"}
     write_json(output / "metrics.json", {
-        "job": job.model_dump(), "category": CATEGORIES.get(job.model.name), "test": rows, "val": val_rows,
+        "job": job.model_dump(), "category": model_class(job.model.name).category, "test": rows, "val": val_rows,
         "dropped_ids": data.dropped, "sizes": {p: len(data.part(p)) for p in ("train", "val", "test")},
         "details": details,
     })

@@ -20,7 +20,8 @@ def test_shipped_screening_jobs_are_valid() -> None:
 @pytest.mark.parametrize(
     ("text", "command", "message"),
     [
-        ("screen:\n  source: x.parquet\n  shard_sise: 5\n", "screen", "unknown key 'screen.shard_sise'; allowed keys here: ["),
+        ("screen:\n  source: x.parquet\n  shard_sise: 5\n", "screen",
+         "unknown key 'screen.shard_sise'; allowed keys here: ["),
         ("screen:\n  source: x.parquet\n  shard_size: many\n", "screen", "'screen.shard_size'"),
         ("name: x\n", "screen", "`hybridmat screen` needs the section(s) ['screen']"),
         ("screen:\n  source: x.parquet\n", "serve", "unknown command 'serve'; allowed: ['evaluate', 'screen'"),
@@ -45,7 +46,8 @@ def test_relative_paths_travel_with_their_layout(tmp_path: Path) -> None:
     plan = plan_travel(job_file)
     assert plan.root == tmp_path.resolve()
     assert plan.job_file == Path("project/jobs/job.yaml")
-    assert plan.inputs == {"screen.source": Path("data/pool.parquet"), "screen.models.1": Path("project/models/member-1.pt")}
+    assert plan.inputs == {"screen.source": Path("data/pool.parquet"),
+                           "screen.models.1": Path("project/models/member-1.pt")}
     assert plan.outputs["screen.out"] == Path("project/runs/s")
     assert plan.missing_inputs() == {"screen.models.1": Path("project/models/member-1.pt")}
     (tmp_path / "project" / "models").mkdir()
@@ -61,6 +63,7 @@ def test_scheme_sources_do_not_travel() -> None:
     assert plan.outputs["screen.out"] == Path("runs/screen_small")
 
 
-@pytest.mark.parametrize(("name", "expected"), [("Screen small!", "screen-small"), ("$(rm -rf ~)", "rm-rf"), ("", "job")])
+@pytest.mark.parametrize(("name", "expected"),
+                         [("Screen small!", "screen-small"), ("$(rm -rf ~)", "rm-rf"), ("", "job")])
 def test_slug_is_safe_in_every_scheduler(name: str, expected: str) -> None:
     assert slug(name) == expected

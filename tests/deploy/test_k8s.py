@@ -77,7 +77,8 @@ def test_rayjob_matches_the_crd_with_cpu_and_gpu_groups() -> None:
     assert groups["gpu"]["limits"]["nvidia.com/gpu"] == "1" and "nvidia.com/gpu" not in groups["cpu"]["limits"]
     head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     assert {"name": "job-file", "configMap": {"name": config_map["metadata"]["name"]}} in head["volumes"]
-    assert {"name": "job-file", "mountPath": "/hybridmat/jobs", "readOnly": True} in head["containers"][0]["volumeMounts"]
+    assert ({"name": "job-file", "mountPath": "/hybridmat/jobs", "readOnly": True}
+            in head["containers"][0]["volumeMounts"])
     assert config_map["data"]["job.yaml"] == job_file.read_text()
     # ../runs/screen from /hybridmat/jobs lands on the volume mounted at /hybridmat/runs.
     assert {"name": "runs", "mountPath": "/hybridmat/runs"} in head["containers"][0]["volumeMounts"]
@@ -114,7 +115,8 @@ def test_k8s_target_applies_with_kubectl_or_prints(tmp_path: Path, monkeypatch: 
     assert [doc["kind"] for doc in yaml.safe_load_all(printed.stdout)] == ["ConfigMap", "RayJob"]
     kubectl = tmp_path / "bin" / "kubectl"
     kubectl.parent.mkdir()
-    kubectl.write_text(f"#!/bin/sh\n/bin/cat > {tmp_path}/applied.yaml\necho 'rayjob.ray.io/hybridmat-screen-small created'\n")
+    kubectl.write_text(f"#!/bin/sh\n/bin/cat > {tmp_path}/applied.yaml\n"
+                       "echo 'rayjob.ray.io/hybridmat-screen-small created'\n")
     kubectl.chmod(0o755)
     applied = invoke("submit", str(job_file), "--to", "k8s")
     assert applied.exit_code == 0 and "rayjob.ray.io/hybridmat-screen-small created" in applied.stdout

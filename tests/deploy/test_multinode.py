@@ -89,7 +89,8 @@ def state(cluster: LoopbackCluster, kind: str) -> list[dict]:
 
 def screening_actors(cluster: LoopbackCluster) -> list[dict]:
     """The job's featurization and inference actors (node_id: where each lives last)."""
-    return [actor for actor in state(cluster, "actors") if actor["class_name"] in ("ScreenFeaturizer", "InferenceWorker")]
+    return [actor for actor in state(cluster, "actors")
+            if actor["class_name"] in ("ScreenFeaturizer", "InferenceWorker")]
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
 
 from hybridmat.data.records import RecordError, SourceItem, StructureRecord
 from hybridmat.data.source import Source
@@ -23,11 +22,7 @@ SETTINGS = FeaturizerSettings(composition="magpie")
 IDENTITY = ("input_hash", "featurizer", "targets", "shard_size", "counts", "errors_by_stage", "source")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def _records() -> list[StructureRecord]:

@@ -24,11 +24,7 @@ ELEMENTS = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "O", "S", "Se", "F", "Cl", 
 PROTOTYPES = ["rocksalt", "zincblende", "perovskite", "fluorite"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 class ScreeningInput(Source):

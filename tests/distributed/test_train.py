@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
 import torch
 
 from hybridmat.config import parse_job
@@ -15,12 +13,7 @@ from hybridmat.distributed.train import member_resources, train_members_on_ray
 from hybridmat.workflows.train import run_train_job
 from tests.features.test_store import _records
 
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def _job(table: Path, output: Path) -> dict:

@@ -19,7 +19,8 @@ from hybridmat.features.store import FeatureStore
 from tests.conftest import perovskite, rocksalt
 
 
-def _row(identifier: str, structure: Structure | str, e_form: float | None = -1.0, band_gap: float | None = 1.0) -> dict:
+def _row(identifier: str, structure: Structure | str, e_form: float | None = -1.0,
+         band_gap: float | None = 1.0) -> dict:
     text = structure if isinstance(structure, str) else json.dumps(structure.as_dict())
     return {"id": identifier, "structure": text, "e_form": e_form, "band_gap": band_gap}
 

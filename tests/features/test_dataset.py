@@ -46,3 +46,17 @@ def test_dataset_subset_by_id_and_batching(tmp_path: Path) -> None:
     n_edges_first = int(dataset[0].edge_index.shape[1])
     second_lines = batch.line_edge_index[:, dataset[0].line_edge_index.shape[1]:]
     assert int(second_lines.min()) >= n_edges_first
+
+
+def test_store_dataset_expands_bonds_with_the_stores_basis(tmp_path: Path) -> None:
+    records = _records(4)
+    source = tmp_path / "in.parquet"
+    write_structure_table(records, source)
+    settings = FeaturizerSettings(composition="magpie", cutoff=10.0)
+    featurize_to_store(open_source(str(source)), tmp_path / "store", spec=str(source), settings=settings,
+                       shard_size=5, progress=False)
+    stored = CrystalDataset.from_store(tmp_path / "store", ["e_form"])
+    assert stored.edge_basis == settings.edge_basis and stored[0].edge_attr.shape[1] == 51
+    fresh = CrystalDataset(featurize_records(records, settings, ("e_form",))[0], ["e_form"])
+    assert fresh.edge_basis == settings.edge_basis
+    assert torch.equal(stored[0].edge_attr, fresh[0].edge_attr)

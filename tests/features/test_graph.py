@@ -14,9 +14,11 @@ from pymatgen.core import Lattice, Structure
 from torch_geometric.data import Batch
 
 from hybridmat.features.atom_features import atom_features
+from hybridmat.features.featurizer import FeaturizerSettings
 from hybridmat.features.graph import (
     TIE_TOL,
     CrystalGraph,
+    GaussianBasis,
     build_crystal_graph,
     gaussian_expansion,
 )
@@ -248,3 +250,43 @@ def test_real_structures_match_pymatgen() -> None:
         np.testing.assert_allclose(
             [ours[e] for e in ref], list(ref.values()), atol=1e-5, rtol=0, err_msg=material_id
         )
+
+
+def test_default_edge_basis_is_the_fixed_cgcnn_basis_bit_for_bit() -> None:
+    d = np.linspace(0.0, 9.0, 101, dtype=np.float32)
+    default = GaussianBasis()
+    assert default.size == 41 == FeaturizerSettings().edge_basis.size
+    np.testing.assert_array_equal(default.expand(d), gaussian_expansion(d))
+    centres = np.linspace(0.0, 8.0, 41, dtype=np.float32)
+    np.testing.assert_array_equal(default.expand(d), np.exp(-(((d[:, None] - centres) / np.float32(0.2)) ** 2)))
+
+
+def test_edge_basis_follows_the_cutoff_so_long_bonds_keep_their_length() -> None:
+    settings = FeaturizerSettings(cutoff=10.0)
+    assert settings.edge_basis == GaussianBasis(10.0, 0.2) and settings.edge_basis.size == 51
+    assert settings.as_dict()["edge_basis_stop"] == 10.0
+    bonds = np.array([8.0, 9.0, 10.0], dtype=np.float32)
+    assert settings.edge_basis.expand(bonds).argmax(axis=1).tolist() == [40, 45, 50]
+    assert GaussianBasis().expand(bonds).argmax(axis=1).tolist() == [40, 40, 40]  # the old flattening
+    assert FeaturizerSettings(cutoff=10.0, edge_basis_stop=6.0).edge_basis.size == 31  # a named setting too
+
+
+def test_settings_without_basis_fields_read_as_the_old_fixed_basis() -> None:
+    old = {"composition": "magpie", "cutoff": 10.0, "max_neighbors": 12}  # written before the basis was a setting
+    assert FeaturizerSettings.from_dict(old).edge_basis == GaussianBasis(8.0, 0.2)
+    fresh = FeaturizerSettings(cutoff=10.0)
+    assert FeaturizerSettings.from_dict(fresh.as_dict()) == fresh
+
+
+@pytest.mark.parametrize("stop, step", [(8.0, 0.0), (0.1, 0.2), (8.0, -0.2)])
+def test_impossible_edge_basis_is_refused(stop: float, step: float) -> None:
+    with pytest.raises(ValueError, match="edge basis"):
+        FeaturizerSettings(edge_basis_stop=stop, edge_basis_step=step)
+
+
+def test_to_pyg_uses_the_given_basis() -> None:
+    graph = build_crystal_graph(rocksalt(), cutoff=10.0)
+    basis = FeaturizerSettings(cutoff=10.0).edge_basis
+    data = to_pyg(graph, edge_basis=basis)
+    assert data.edge_attr.shape == (graph.num_edges, 51)
+    np.testing.assert_array_equal(data.edge_attr.numpy(), basis.expand(graph.distances))

@@ -10,8 +10,8 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from hybridmat.features.graph import CrystalGraph, build_crystal_graph
-from hybridmat.features.pyg import to_pyg
 from hybridmat.features.line_graph import LineGraph, angle_rbf, build_line_graph
+from hybridmat.features.pyg import to_pyg
 
 
 def diamond_si() -> Structure:

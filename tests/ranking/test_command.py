@@ -31,7 +31,8 @@ def _rank(app: typer.Typer, *args: str) -> str:
 
 def test_rank_writes_csv_parquet_and_report(app: typer.Typer, predictions_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "ranked"
-    output = _rank(app, str(predictions_path), "--out", str(out), "--where", "e_form < -0.5 and band_gap between 1 and 3",
+    output = _rank(app, str(predictions_path), "--out", str(out),
+                   "--where", "e_form < -0.5 and band_gap between 1 and 3",
                    "--by", "lcb:e_form", "--top", "3", "--pareto", "e_form:min,band_gap:max")
     assert "mp-b" in output and "4 of 7 pass" in output
     rows = list(csv.DictReader((out / "ranked.csv").open()))
@@ -77,3 +78,35 @@ def test_rank_accepts_a_table_without_band_gap(app: typer.Typer, tmp_path: Path)
     assert pq.read_table(tmp_path / "out" / "ranked.parquet").column("id").to_pylist() == ["y", "x"]
     _rank(app, str(tmp_path / "p.parquet"), "--out", str(tmp_path / "out"), "--by", "-e_form")  # not an option
     assert pq.read_table(tmp_path / "out" / "ranked.parquet").column("id").to_pylist() == ["x", "y"]
+
+
+def test_rank_without_out_prints_the_table_and_writes_nothing(app: typer.Typer, predictions_path: Path,
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    output = _rank(app, str(predictions_path), "--top", "3", "--by", "lcb:e_form",
+                   "--pareto", "e_form:min,band_gap:max")
+    assert "mp-b" in output and "add --out DIR" in output
+    assert list(work.iterdir()) == []
+
+
+def test_console_table_keeps_each_row_on_one_line_in_80_columns() -> None:
+    from rich.console import Console
+
+    from hybridmat.ranking.report import console_table
+
+    n = 4
+    ids = [f"cand-double_perovskite-Ba2MgWO6-{i:05d}" for i in range(n)]
+    columns = {"rank": list(range(1, n + 1)), "id": ids, "formula": ["Li7La3Zr2O12", "Ba2MgWO6", "LiO2", "O2"],
+               "score": [-1.25] * n, "pareto": [True, False, False, True]}
+    for target in ("e_form", "band_gap", "e_hull"):
+        columns |= {f"{target}_mean": [-1.5, 2.25, 0.0, 3.0], f"{target}_std": [0.125] * n}
+    console = Console(width=80, record=True)
+    console.print(console_table(pa.table(columns), "top rows", width=80))
+    lines = console.export_text().splitlines()
+    rows = [line for line in lines if line.split() and line.split()[0].rstrip("*").isdigit()]
+    assert len(rows) == n and all(len(line) <= 80 for line in lines)
+    assert rows[0].count("-1.500±0.125") == 3 and rows[2].count("0.000±0.125") == 3  # numbers are never cut
+    assert rows[0].split()[0] == "1*" and rows[1].split()[0] == "2"  # the Pareto mark
+    assert "cand-double…" in rows[0] and "Li7La3Zr2O12" in rows[0]  # the id is cut before the formula

@@ -27,7 +27,8 @@ def _pymatgen_e_hull() -> dict[str, float]:
     entries = [PDEntry(Composition(element), 0.0) for element in ("Li", "O", "Na", "Cl")]
     entries += [PDEntry(Composition(f), e * Composition(f).num_atoms) for f, e in [*REFERENCE.items(), POLYMORPH]]
     diagram = PhaseDiagram(entries)
-    return {formula: diagram.get_decomp_and_e_above_hull(PDEntry(Composition(formula), e * Composition(formula).num_atoms),
+    return {formula: diagram.get_decomp_and_e_above_hull(PDEntry(Composition(formula),
+                                                                 e * Composition(formula).num_atoms),
                                                          allow_negative=True)[1]
             for formula, e in CANDIDATES.items()}
 
@@ -62,3 +63,18 @@ def test_reference_table_with_a_split(tmp_path: Path) -> None:
 def test_empty_input() -> None:
     assert HullReference(["Li2O"], [-2.0]).hull_energies([]).shape == (0,)
     assert np.isnan(HullReference([], []).e_above_hull(["Li"], [np.nan])[0])
+
+
+def test_coverage_counts_known_compounds_and_flags_missing_binaries(tmp_path: Path) -> None:
+    formulas, energies = zip(*[*REFERENCE.items(), POLYMORPH])
+    reference = HullReference(formulas, energies)
+    queries = ["Li2O3", "LiNaO", "NaCl", "Li"]
+    hull_energy, phases, incomplete = reference.coverage(queries)
+    np.testing.assert_allclose(hull_energy, reference.hull_energies(queries))
+    # Li-O knows Li2O and LiO (Li2O2; the polymorph is not a second phase); Li-Na-O adds Na2O; Na-Cl knows nothing
+    assert phases.tolist() == [2, 3, 0, 0]
+    assert incomplete.tolist() == [False, True, True, False]  # Li-Na and Na-Cl have no known compound
+    assert [a.shape for a in reference.coverage([])] == [(0,), (0,), (0,)]
+    table = pa.table({"id": ["r1", "r2"], "formula": ["Li2O", "Na2O"], "e_form": [-2.066, -1.444]})
+    pq.write_table(table, tmp_path / "all.parquet")
+    assert len(read_hull_reference(str(tmp_path / "all.parquet"))) == 2  # no ?split=: every known phase

@@ -42,7 +42,7 @@ def test_unknown_column_lists_the_available_names(predictions_path: Path) -> Non
         query_predictions(predictions_path, where="e_fromm < -0.5")
     with pytest.raises(ValueError, match="e_hull needs --hull-reference"):
         query_predictions(predictions_path, by="e_hull")
-    with pytest.raises(ValueError, match="without ';'"):
+    with pytest.raises(ValueError, match="';' at character 5 is not allowed"):
         query_predictions(predictions_path, where="true; select 1")
 
 

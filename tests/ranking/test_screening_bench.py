@@ -19,7 +19,8 @@ def test_screening_benchmark_on_200_test_materials(tmp_path: Path) -> None:
     app = typer.Typer()
     app.callback()(lambda: None)
     app.command("screening")(bench_screening_command)
-    args = ["screening", "--limit", "200", "--data", str(data), "--out", str(tmp_path), "--json", str(tmp_path / "s.json")]
+    args = ["screening", "--limit", "200", "--data", str(data), "--out", str(tmp_path),
+            "--json", str(tmp_path / "s.json")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "DAF" in result.output and "precision" in result.output

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Batch
 
+from hybridmat.features.dataset import CrystalDataset
+from hybridmat.features.graph import GaussianBasis
 from hybridmat.training.collate import GraphTable
 from tests.training.tiny_model import rocksalt_dataset
 
@@ -41,3 +45,13 @@ def test_batches_cover_the_order_and_skip_a_training_singleton() -> None:
 def test_only_crystal_datasets() -> None:
     with pytest.raises(TypeError, match="CrystalDataset"):
         GraphTable.from_dataset([1, 2, 3])  # type: ignore[arg-type]
+
+
+def test_collate_expands_bonds_with_the_datasets_basis() -> None:
+    base = rocksalt_dataset(6)
+    basis = GaussianBasis(6.0, 0.25)
+    dataset = CrystalDataset(replace(base.batch, edge_basis=basis), base.target_names)
+    fast = GraphTable.from_dataset(dataset).collate(np.arange(6))
+    reference = Batch.from_data_list([dataset[i] for i in range(6)])
+    assert fast.edge_attr.shape[1] == basis.size == 25
+    assert torch.equal(fast.edge_attr, reference.edge_attr)

@@ -18,7 +18,7 @@ from tests.conftest import rocksalt
 
 NAME = "tiny_test_mean_pool"
 TARGETS = ("e_form", "band_gap")
-SETTINGS = FeaturizerSettings(composition="magpie", cutoff=6.0, max_neighbors=12)
+SETTINGS = FeaturizerSettings(composition="magpie", cutoff=6.0, max_neighbors=12, edge_basis_stop=8.0)  # 41 columns
 CATIONS = ("Li", "Na", "K", "Rb", "Mg", "Ca", "Sr", "Ba")
 ANIONS = ("F", "Cl", "Br", "O", "S")
 

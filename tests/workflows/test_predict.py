@@ -31,10 +31,11 @@ def test_predict_cli_writes_mean_std_and_errors(tmp_path: Path) -> None:
     source = tmp_path / "new.jsonl"
     good = json.dumps(perovskite().as_dict())
     source.write_text("\n".join(json.dumps(row) for row in [
-        {"id": "a", "structure": good}, {"id": "broken", "structure": "not a structure"}, {"id": "a", "structure": good},
+        {"id": "a", "structure": good}, {"id": "broken", "structure": "not a structure"},
+        {"id": "a", "structure": good},
     ]) + "\n")
     out = tmp_path / "pred.parquet"
-    args = ["predict", str(source), "--out", str(out)] + sum([["--models", str(c)] for c in checkpoints], [])
+    args = ["predict", str(source), "--out", str(out)] + [arg for c in checkpoints for arg in ("--models", str(c))]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     predictions = pq.read_table(out).to_pylist()
@@ -52,7 +53,8 @@ def test_export_writes_members_and_model_card(tmp_path: Path) -> None:
     table = tmp_path / "train.parquet"
     write_structure_table(_records(30), table)
     job = parse_job({"name": "card", "data": {"source": str(table), "store": str(tmp_path / "store")},
-                     "features": {"composition": "magpie"}, "model": {"name": "cgcnn", "hyper": {"hidden": 8, "n_conv": 1}},
+                     "features": {"composition": "magpie"},
+                     "model": {"name": "cgcnn", "hyper": {"hidden": 8, "n_conv": 1}},
                      "ensemble": 2, "train": {"epochs": 1, "batch_size": 8, "device": "cpu", "num_threads": 1},
                      "output": str(tmp_path / "run")})
     run_train_job(job, progress=False)
@@ -60,3 +62,63 @@ def test_export_writes_members_and_model_card(tmp_path: Path) -> None:
     assert [p.name for p in copied] == ["member-0.pt", "member-1.pt"]
     card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
     assert "hybridmat train job.yaml" in card and "| e_form |" in card
+
+
+def _calibrate_by_hand(directory: Path, members_id: str, n_features: int) -> None:
+    """calibration.json + domain.npz for ``directory`` as `hybridmat calibrate` writes them (synthetic fit)."""
+    import hashlib
+    import io
+
+    from hybridmat.training.calibration import EnsembleCalibration, fit_target_calibration
+    from hybridmat.training.domain import fit_domain_model
+
+    rng = np.random.default_rng(0)
+    domain = fit_domain_model(rng.normal(size=(300, n_features)), "magpie", n_components=4)
+    scores = domain.score(rng.normal(size=(400, n_features)))
+    domain = domain.with_threshold(scores, 0.5)
+    mean, std = rng.normal(size=400), rng.uniform(0.1, 0.2, 400)
+    calibration = EnsembleCalibration((fit_target_calibration("e_form", mean + 3 * std * rng.normal(size=400), mean,
+                                                              std, scores, (domain.threshold,)),), fitted_on="test")
+    buffer = io.BytesIO()
+    np.savez(buffer, **domain.to_dict())
+    (directory / "domain.npz").write_bytes(buffer.getvalue())
+    (directory / "calibration.json").write_text(json.dumps({
+        "members_id": members_id, "domain_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+        "calibration": calibration.to_dict()}))
+
+
+def test_calibration_beside_the_members_adds_intervals_and_domain_and_stale_ones_are_refused(tmp_path: Path) -> None:
+    from hybridmat.workflows.predict import load_predictor, model_files
+
+    table = tmp_path / "train.parquet"
+    write_structure_table(_records(30), table)
+    job = {"data": {"source": str(table), "store": str(tmp_path / "store"), "targets": ["e_form"]},
+           "features": {"composition": "magpie"}, "model": {"name": "cgcnn", "hyper": {"hidden": 8, "n_conv": 1}},
+           "ensemble": 2, "train": {"epochs": 1, "batch_size": 8, "device": "cpu", "num_threads": 1},
+           "output": str(tmp_path / "run")}
+    run_train_job(parse_job(job), progress=False)
+    run = tmp_path / "run"
+    uncalibrated = model_files(run)
+    assert uncalibrated.calibration is None and uncalibrated.model_id == model_id(run)
+    _calibrate_by_hand(run, uncalibrated.members_id, n_features=132)
+    files = model_files(run)
+    assert files.calibration is not None and files.stale is None and files.model_id != uncalibrated.model_id
+    assert model_files(sorted(run.glob("member-*/best.pt"))).calibration == files.calibration
+
+    source = tmp_path / "new.jsonl"
+    source.write_text(json.dumps({"id": "p", "structure": json.dumps(perovskite().as_dict())}) + "\n")
+    out = tmp_path / "pred.parquet"
+    result = CliRunner().invoke(app, ["predict", str(source), "--out", str(out), "--models", str(run)])
+    assert result.exit_code == 0, result.output
+    row = pq.read_table(out).to_pylist()[0]
+    assert list(row) == ["id", "formula", "n_sites", "e_form_mean", "e_form_std", "e_form_lo", "e_form_hi",
+                         "domain_score", "in_domain", "model_id"]
+    assert row["e_form_lo"] < row["e_form_mean"] < row["e_form_hi"] and row["model_id"] == files.model_id
+    predictor = load_predictor(files)
+    assert predictor.calibration is not None and predictor.domain is not None
+
+    _calibrate_by_hand(run, "another-model", n_features=132)
+    stale = model_files(run)
+    assert stale.calibration is None and "fitted for other members" in stale.stale
+    result = CliRunner().invoke(app, ["predict", str(source), "--out", str(out), "--models", str(run)])
+    assert "uncalibrated" in result.output and "e_form_lo" not in pq.read_schema(out).names

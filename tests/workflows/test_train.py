@@ -48,7 +48,7 @@ def test_late_fusion_job_fits_alpha_on_validation(table: Path, tmp_path: Path) -
     result = run_train_job(parse_job(job), progress=False)
     alpha = result.fitted.details["fusion"]["alpha"]
     assert len(alpha) == 1 and 0.0 <= alpha[0] <= 1.0
-    assert (tmp_path / "out" / "rf" / "rf.joblib").exists()
+    assert (tmp_path / "out" / "rf" / "rf.skops").exists() and not (tmp_path / "out" / "rf" / "rf.joblib").exists()
 
 
 def test_evaluate_reloads_trained_artefacts(table: Path, tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Universal interatomic potentials behind one interface, relaxation of one structure, formation energies."""
