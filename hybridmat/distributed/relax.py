@@ -33,7 +33,7 @@ from hybridmat.atomic_io import atomic_write_bytes
 from hybridmat.data.records import RecordError, SourceItem, StructureRecord
 from hybridmat.data.source import Source, hash_strings
 from hybridmat.distributed.pool import round_robin, start_actors, stop_actors
-from hybridmat.distributed.runtime import cpu_share, gpu_share, require_cpus
+from hybridmat.distributed.runtime import gpu_share, require_cpus
 from hybridmat.features.pipeline import ShardInput, ShardResult, commit_shards, pending_shards
 from hybridmat.features.store import completed_shards, shard_path, start_manifest
 from hybridmat.locking import holds_directory_lock
@@ -142,10 +142,12 @@ def relax_to_store(source: Source, out: Path, *, spec: str, potential: str | Pot
 class RelaxWorker:
     """A Ray actor: the source and a potential loaded once on its device; relaxes one shard per call."""
 
-    def __init__(self, source: Source, potential: str, settings: RelaxSettings, threads: int) -> None:
+    def __init__(self, source: Source, potential: str, settings: RelaxSettings) -> None:
         import torch
 
-        torch.set_num_threads(threads)
+        # One torch thread per actor: on the small graphs of a relaxation a second thread costs more than it gives
+        # (``hybridmat bench relax``: 1 thread per worker ≈ 1.7x one process with 2 threads), so CPUs go to workers.
+        torch.set_num_threads(1)
         device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
         self.source, self.settings = source, settings
         self.potential = load_potential(potential, device)
@@ -161,17 +163,15 @@ def relax_with_ray(source: Source, out: Path, *, spec: str, workers: int, potent
                    settings: RelaxSettings | None = None, shard_size: int | None = None,
                    overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Relax ``source`` into ``out`` with ``workers`` actors (Ray must be running); same files as
-    :func:`relax_to_store`. Each actor takes an equal share of the CPUs (one worker on a laptop uses all of
-    them, as a single process would) and, on a cluster with GPUs, of the GPUs."""
+    :func:`relax_to_store`. Each actor takes one CPU (one torch thread) and, on a cluster with GPUs, an equal
+    share of the GPUs."""
     settings, out = settings or RelaxSettings(), Path(out)
     total = source.count()  # before the source is shipped to the actors: lets a source cache its index
     shard_size = shard_size or relax_shard_size(total)
     require_cpus(workers, f"{workers} relaxation workers")
-    threads = cpu_share(workers)
     manifest, done = _start(source, out, spec, potential_class(potential).describe(), settings, shard_size,
                             overwrite)
-    pool = start_actors(RelaxWorker, workers, source, potential, settings, threads, num_cpus=threads,
-                        num_gpus=gpu_share(workers))
+    pool = start_actors(RelaxWorker, workers, source, potential, settings, num_cpus=1, num_gpus=gpu_share(workers))
     results = round_robin(pool, "relax", pending_shards(source, shard_size, done))
     try:
         return commit_shards(out, manifest, results, total, len(done) * shard_size,

@@ -137,16 +137,6 @@ def require_cpus(actors: int, what: str) -> None:
                          "or a bigger cluster")
 
 
-def cpu_share(actors: int) -> int:
-    """Whole CPUs (and torch threads) for each of ``actors`` actors: the cluster's CPUs shared equally, at
-    least one, at most one node's worth (an actor lives on one node)."""
-    import ray
-
-    per_node = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"]]
-    total = int(ray.cluster_resources().get("CPU", 0))
-    return max(1, min(int(max(per_node, default=1)), total // max(actors, 1)))
-
-
 def gpu_share(actors: int) -> float:
     """The GPUs each of ``actors`` actors asks for: an equal share of the cluster's (at most one each),
     0 on a cluster without GPUs."""

@@ -37,8 +37,8 @@ class Potential(ABC):
     #: The model's version: a rerun must match it to keep the shards already written.
     version: str
     energy_scale: EnergyScale = None
-    #: Its formation energies' error against DFT as a standard deviation (eV/atom), measured on relaxed
-    #: ``full/test`` structures by ``hybridmat bench relax``; weighs it against the ensemble in a funnel.
+    #: Its formation energies' error against DFT as a standard deviation (eV/atom), measured by
+    #: ``hybridmat bench relax``; weighs it against the ensemble in a funnel (None: reported, not combined).
     e_form_std: float | None = None
 
     @abstractmethod

@@ -5,9 +5,9 @@ entry (GGA/GGA+U mixing scheme, ``../shared/data/mp_elemental_refs``). The total
 the scale of those references, which is what a potential's ``energy_scale`` says:
 
 - CHGNet (``"mp2020"``): MPtrj energies with MP2020 corrections already in; subtract the references
-  directly. Measured on relaxed ``full/test`` structures of ``mp_cgcnn36k`` against their DFT labels
-  (``hybridmat bench relax`` prints both): MAE 0.07 eV/atom directly, 0.3 with
-  ``MaterialsProject2020Compatibility`` applied on top (the corrections counted twice).
+  directly. ``hybridmat bench relax`` measures it against the DFT labels of relaxed ``full/test`` structures
+  and matching prototypes, once this way and once with ``MaterialsProject2020Compatibility`` applied on top
+  (the corrections counted twice, several times the error; figures in the README).
 - A potential trained on uncorrected energies would need those corrections first; none is registered.
 """
 

@@ -18,6 +18,7 @@ import itertools
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -128,7 +129,19 @@ def _column(names: Sequence[str], accepted: Sequence[str], path: Path, what: str
 def read_hull_reference(spec: str) -> HullReference:
     """Reference phases from ``TABLE.parquet`` or ``TABLE.csv``: every row (screening wants every known phase),
     or with ``?split=NAME/PART`` only the ids of that part of ``splits.json`` beside the table (for benchmarks that
-    must hide held-out phases, e.g. ``mp_cgcnn36k.parquet?split=full/train``)."""
+    must hide held-out phases, e.g. ``mp_cgcnn36k.parquet?split=full/train``). Kept for the next call with the same
+    spec while the table is unchanged (the demo's stages read the same 36,738 phases several times)."""
+    path = Path(spec.partition("?")[0])
+    if not path.is_file():
+        raise FileNotFoundError(f"hull reference {path} not found "
+                                "(give a .parquet or .csv table of known phases)")
+    stat = path.stat()
+    return _read_hull_reference(spec, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=4)
+def _read_hull_reference(spec: str, mtime_ns: int, size: int) -> HullReference:
+    """:func:`read_hull_reference` for one version of the table (``mtime_ns`` and ``size`` key the cache)."""
     from hybridmat.data.splits import load_splits
 
     body, _, query = spec.partition("?")
@@ -137,9 +150,6 @@ def read_hull_reference(spec: str) -> HullReference:
         raise ValueError(f"hull reference {spec!r}: the only option is split=NAME/PART, "
                          f"got {sorted(options)}")
     path = Path(body)
-    if not path.is_file():
-        raise FileNotFoundError(f"hull reference {path} not found "
-                                "(give a .parquet or .csv table of known phases)")
     relation = duckdb.read_csv(str(path)) if path.suffix == ".csv" else duckdb.read_parquet(str(path))
     formula = _column(relation.columns, FORMULA_COLUMNS, path, "formula")
     energy = _column(relation.columns, ENERGY_COLUMNS, path, "formation energy (eV/atom)")

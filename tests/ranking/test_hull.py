@@ -78,3 +78,12 @@ def test_coverage_counts_known_compounds_and_flags_missing_binaries(tmp_path: Pa
     table = pa.table({"id": ["r1", "r2"], "formula": ["Li2O", "Na2O"], "e_form": [-2.066, -1.444]})
     pq.write_table(table, tmp_path / "all.parquet")
     assert len(read_hull_reference(str(tmp_path / "all.parquet"))) == 2  # no ?split=: every known phase
+
+
+def test_a_table_is_read_once_until_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "phases.parquet"
+    pq.write_table(pa.table({"formula": ["Li2O"], "e_form": [-2.066]}), path)
+    first = read_hull_reference(str(path))
+    assert read_hull_reference(str(path)) is first
+    pq.write_table(pa.table({"formula": ["Li2O", "Na2O"], "e_form": [-2.066, -1.444]}), path)
+    assert len(read_hull_reference(str(path))) == 2
