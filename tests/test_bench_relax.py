@@ -70,4 +70,4 @@ def test_bench_relax_scores_four_estimates_and_times_four_ways(tmp_path: Path) -
         assert all(m["n"] == 2 and m["tp"] + m["fp"] + m["fn"] + m["tn"] == 2 for m in found["methods"].values())
     assert set(figures["speed"]) == {"struct_optimizer", "struct_optimizer_1", "ray_1", "ray_2"}
     assert all(s["relaxed"] == 1 and s["steps"] >= 0 and s["seconds"] > 0 for s in figures["speed"].values())
-    assert "× StructOpt." in result.output
+    assert "× StructOpt." in result.output and set(figures["batched_calls"]["seconds"]) == {"1", "8", "32"}

@@ -21,7 +21,9 @@ Speed: the first ``speed_n`` perturbed structures are relaxed four times in the 
 ``StructOptimizer`` in this process, one structure after another, with torch's default threads (as a user would by
 hand) and with one thread, and by the relaxation stage with 1 and with 2 Ray workers (one thread each). Each time
 includes loading the model; the stage's also includes starting its actors (a process each, importing torch and chgnet),
-while chgnet is already imported in this process when StructOptimizer's clock starts.
+while chgnet is already imported in this process when StructOptimizer's clock starts. Then the same structures are
+evaluated once (energy, forces, stress) in calls of 1, 8 and 32 structures: whether batching would pay, on CPU here
+and on CUDA where the machine has a GPU (``hybridmat bench relax`` is also the GPU measurement).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ SYMPREC = 0.1
 #: Perturbed structures are drawn from test cells of at most this many sites (54 % of them): a rattled 80-site
 #: cell takes ~400 FIRE steps at ~0.5 s each on 2 cores. ``--max-sites 0`` draws from all.
 MAX_SITES = 20
+#: Structures per potential call compared by :func:`time_batched_calls`.
+BATCH_SIZES = (1, 8, 32)
 #: The four estimates: (i) ensemble on the unrelaxed input, (ii) relax → ensemble, (iii) the potential alone,
 #: (iv) (ii) and (iii) combined.
 METHODS = {"unrelaxed": "(i) unrelaxed", "relaxed": "(ii) relaxed", "potential": "(iii) potential",
@@ -262,6 +266,32 @@ def time_relax_stage(records: list[StructureRecord], workers: int, potential: st
     return {"relaxed": table.num_rows, "steps": int(sum(table.column("steps").to_pylist())), "seconds": seconds}
 
 
+def time_batched_calls(records: list[StructureRecord], batch_sizes: tuple[int, ...] = BATCH_SIZES,
+                       repeats: int = 3) -> dict[str, Any]:
+    """Seconds for one CHGNet energy+forces+stress evaluation of every structure, as calls of each batch size
+    (one torch thread on CPU; on CUDA when this machine has it): does evaluating several structures per call pay?"""
+    import torch
+    from chgnet.model import CHGNet
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = CHGNet.load(model_name="0.3.0", use_device=device, verbose=False)
+        structures = [record.structure for record in records]
+        model.predict_structure(structures, task="efs", batch_size=1)  # warm-up: first calls allocate
+        seconds = {}
+        for size in batch_sizes:
+            started = time.perf_counter()
+            for _ in range(repeats):
+                model.predict_structure(structures, task="efs", batch_size=size)
+            seconds[str(size)] = (time.perf_counter() - started) / repeats
+    finally:
+        torch.set_num_threads(default_threads)
+    return {"device": device, "structures": len(structures), "seconds": seconds}
+
+
 def discovery_table(figures: dict[str, Any], title: str) -> Table:
     """One row per estimate: E_hull MAE and mean signed error (bias, eV/atom), precision, recall, F1, DAF and the
     confusion counts."""
@@ -339,6 +369,13 @@ def run_relax_benchmark(console: Console, command: str, n: int = 40, speed_n: in
                 speed[f"ray_{count}"] = time_relax_stage(timed, count, potential, settings)
             figures["speed"] = speed
             console.print(speed_table(speed, f"relaxing the first {len(timed)} perturbed structures"))
+            batched = time_batched_calls(timed)
+            figures["batched_calls"] = batched
+            one = batched["seconds"]["1"]
+            console.print(f"CHGNet energy+forces+stress of those {batched['structures']} structures on "
+                          f"{batched['device']}: " + ", ".join(
+                              f"batch {size}: {seconds:.2f} s ({one / seconds:.2f}x)"
+                              for size, seconds in batched["seconds"].items()))
     if json_path:
         write_json(json_path, figures)
     return figures

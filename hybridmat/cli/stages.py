@@ -280,7 +280,14 @@ def relax(
                    shard_size=shard_size)
     started = time.perf_counter()
     if workers is None:
-        manifest = relax_to_store(structures, out, **options)
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as each Ray worker: a second thread slows CHGNet on small cells (bench relax)
+        try:
+            manifest = relax_to_store(structures, out, **options)
+        finally:
+            torch.set_num_threads(threads)
     else:
         from hybridmat.distributed.runtime import ray_session
 
