@@ -47,3 +47,26 @@ def test_bench_training_compares_three_ways(store: Path, tmp_path: Path) -> None
     _invoke(["bench", "training", "--store", str(store), "--n", "12", "--threads", "1", "--json", str(out)])
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 3 and all(r["collate_per_s"] > 0 and r["train_per_s"] > 0 for r in rows)
+
+
+def test_bench_training_times_the_trainer_on_each_size(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "training.json"
+    _invoke(["bench", "training", "--store", str(store), "--n", "6,12", "--threads", "1", "--json", str(out)])
+    sizes = json.loads(out.read_text())["sizes"]
+    assert [s["n"] for s in sizes] == [6, 12] and all(s["train_per_s"] > 0 and s["mean_sites"] > 0 for s in sizes)
+
+
+def test_bench_training_samples_rows_at_random_not_the_first_ones() -> None:
+    import pyarrow as pa
+
+    from hybridmat.bench.training import sample
+
+    table = pa.table({"i": list(range(100))})
+    chosen = sample(table, 10).column("i").to_pylist()
+    assert chosen == sorted(chosen) and chosen != list(range(10)) and sample(table, 10).equals(sample(table, 10))
+    assert sample(table, 500).num_rows == 100
+
+
+def test_bench_training_refuses_bad_sizes(store: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "training", "--store", str(store), "--n", "12,x"])
+    assert result.exit_code == 2 and "whole numbers" in result.output

@@ -7,6 +7,11 @@ training steps (forward, backward, AdamW):
   ``Batch.from_data_list`` — the first epoch of a plain PyG loop;
 * ``PyG DataLoader, cached items``: the same loader once every item is cached (later epochs);
 * ``GraphTable``: hybridmat's collation from concatenated arrays (what the trainer uses).
+
+With several sizes (``--n 2000,29392``) the trainer's own path (``GraphTable``) is also timed on a table of each
+size, to see whether a step costs more on a big table. Every size is a seeded random sample of the store, never its
+first rows: a store keeps its source's order, and the first 2,000 rows of ``mp_cgcnn36k`` (sorted by mp-id) average
+9.6 sites against 28 for the whole table, which alone makes them ~3x faster per structure.
 """
 
 from __future__ import annotations
@@ -52,11 +57,21 @@ def _train_steps(batches: Iterable[Any], composition_dim: int) -> None:
         optimiser.step()
 
 
-def run_training_benchmark(store: Path, n: int, threads: int, console: Console, command: str,
+def sample(table: Any, n: int, seed: int = 0) -> Any:
+    """A seeded random sample of ``n`` rows of ``table`` (all of them if fewer), in store order."""
+    n = min(n, table.num_rows)
+    return table.take(np.sort(np.random.default_rng(seed).choice(table.num_rows, size=n, replace=False)))
+
+
+def run_training_benchmark(store: Path, sizes: list[int], threads: int, console: Console, command: str,
                            json_path: Path | None) -> dict[str, Any]:
-    """Collation and training structures/s for each way of batching; print and optionally save."""
+    """Collation and training structures/s for each way of batching on the first size, and the trainer's path
+    (GraphTable) on every size; print and optionally save."""
     torch.set_num_threads(threads)
-    table = FeatureStore(store).read_table().slice(0, n)
+    full = FeatureStore(store).read_table()
+    n = sizes[0]
+    table = sample(full, n)
+    n = table.num_rows
     composition_dim = table.column("composition").type.list_size
     order = np.random.default_rng(0).permutation(table.num_rows)
 
@@ -86,7 +101,32 @@ def run_training_benchmark(store: Path, n: int, threads: int, console: Console, 
         result.add_row(row["way"], f"{row['collate_per_s']:,.0f}", f"{row['train_per_s']:,.0f}",
                        f"{row['train_per_s'] / rows[0]['train_per_s']:.2f}x")
     console.print(result)
-    payload = {"command": command, "n": n, "threads": threads, "rows": rows}
+    by_size = [size_figures(sample(full, size), threads) for size in sizes] if len(sizes) > 1 else []
+    if by_size:
+        console.print(size_table(by_size))
+    payload = {"command": command, "n": n, "threads": threads, "rows": rows, "sizes": by_size}
     if json_path:
         write_json(json_path, payload)
     return payload
+
+
+def size_figures(table: Any, threads: int) -> dict[str, Any]:
+    """The trainer's path on one table: structures/s and atoms/s of one shuffled training pass."""
+    dataset = CrystalDataset.from_table(table, ["e_form"])
+    graphs = GraphTable.from_dataset(dataset)
+    order = np.random.default_rng(0).permutation(len(graphs))
+    seconds = _seconds(lambda: _train_steps(graphs.batches(BATCH, order), table.column("composition").type.list_size))
+    atoms = int(graphs.node_ptr[-1])
+    return {"n": len(graphs), "mean_sites": atoms / len(graphs), "train_per_s": len(graphs) / seconds,
+            "atoms_per_s": atoms / seconds, "threads": threads}
+
+
+def size_table(by_size: list[dict[str, Any]]) -> Table:
+    """Training steps/s (structures and atoms) per table size, relative to the first."""
+    table = Table(title="GraphTable training by table size (seeded random samples of the store)")
+    for column in ("structures", "mean sites", "structures/s", "atoms/s", "vs first size"):
+        table.add_column(column, justify="right")
+    for row in by_size:
+        table.add_row(f"{row['n']:,}", f"{row['mean_sites']:.1f}", f"{row['train_per_s']:,.0f}",
+                      f"{row['atoms_per_s']:,.0f}", f"{row['train_per_s'] / by_size[0]['train_per_s']:.2f}x")
+    return table

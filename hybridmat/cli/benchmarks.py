@@ -71,14 +71,21 @@ def bench_models(
 @bench_app.command("training")
 def bench_training(
     store: Annotated[Path, typer.Option(help="Feature store of real structures.")] = Path("runs/features/mp_cgcnn36k"),
-    n: Annotated[int, typer.Option("--n", help="Structures per pass.")] = 2000,
+    n: Annotated[str, typer.Option("--n", help="Structures per pass; several sizes (2000,29392) also time "
+                                                "the trainer's path on each.")] = "2000",
     threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 2,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
 ) -> None:
-    """CPU training throughput: PyG DataLoader (first epoch / cached) vs hybridmat's array collation."""
+    """CPU training throughput: PyG DataLoader (first epoch / cached) vs hybridmat's array collation; per size."""
     from hybridmat.bench.training import run_training_benchmark
 
-    run_training_benchmark(store, n, threads, console, invocation(), json_path)
+    try:
+        sizes = [int(size) for size in n.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"--n takes whole numbers separated by commas, got {n!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise typer.BadParameter(f"--n sizes must be at least 1, got {n!r}")
+    run_training_benchmark(store, sizes, threads, console, invocation(), json_path)
 
 
 @bench_app.command("gpu")
