@@ -78,7 +78,10 @@ def test_train_section_is_the_job_face_of_the_trainer_config() -> None:
     assert train_config(job) == TrainConfig(lr=0.01, loss_weights=(1.0, 2.0), num_threads=2)
 
 
-@pytest.mark.parametrize("job_file", sorted((Path(__file__).parents[1] / "jobs").glob("*.yaml")))
+JOBS = Path(__file__).parents[1] / "jobs"
+
+
+@pytest.mark.parametrize("job_file", sorted([*JOBS.glob("*.yaml"), *(JOBS / "castelli").glob("*.yaml")]))
 def test_cpu_small_jobs_use_the_benchmark_plan(job_file: Path) -> None:
     """A `cpu_small` job trains its model as `hybridmat bench models --split cpu_small` does."""
     from hybridmat.bench.models import PLANS
