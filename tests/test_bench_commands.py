@@ -59,7 +59,7 @@ def test_bench_training_times_the_trainer_on_each_size(store: Path, tmp_path: Pa
 def test_bench_training_samples_rows_at_random_not_the_first_ones() -> None:
     import pyarrow as pa
 
-    from hybridmat.bench.training import sample
+    from hybridmat.bench.data import sample_table as sample
 
     table = pa.table({"i": list(range(100))})
     chosen = sample(table, 10).column("i").to_pylist()

@@ -10,7 +10,7 @@ import pyarrow as pa
 from hybridmat.console import UserError
 from hybridmat.data.shared import MP_TABLE, SHARED_DATA
 
-__all__ = ["SHARED_DATA", "default_mp_parquet", "sample_rows"]
+__all__ = ["SHARED_DATA", "default_mp_parquet", "sample_table"]
 
 
 def default_mp_parquet() -> Path:
@@ -24,8 +24,9 @@ def default_mp_parquet() -> Path:
     return path
 
 
-def sample_rows(table: pa.Table, n: int, seed: int = 0) -> dict[str, list]:
-    """A seeded random sample of ``n`` rows (all rows if fewer), in file order, as columns."""
+def sample_table(table: pa.Table, n: int, seed: int = 0) -> pa.Table:
+    """A seeded random sample of ``n`` rows (all rows if fewer), in file order: never the first rows, which in a
+    table sorted by id are not a fair sample (``mp_cgcnn36k``'s first 2,000 average 9.6 sites against 26)."""
     n = min(n, table.num_rows)
     chosen = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=n, replace=False))
-    return table.take(pa.array(chosen)).to_pydict()
+    return table.take(pa.array(chosen))

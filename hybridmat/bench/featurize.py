@@ -22,7 +22,7 @@ from pymatgen.core import Composition, Structure
 from rich.console import Console
 from rich.table import Table
 
-from hybridmat.bench.data import default_mp_parquet, sample_rows
+from hybridmat.bench.data import default_mp_parquet, sample_table
 from hybridmat.data.records import StructureRecord
 from hybridmat.features.featurizer import FeaturizerSettings, featurize_records
 from hybridmat.features.graph import build_crystal_graph
@@ -140,7 +140,7 @@ def run_featurize_benchmark(
 ) -> dict[str, float]:
     """Load ``n`` real structures, measure, print the table and optionally write JSON."""
     data_path = data_path or default_mp_parquet()
-    rows = sample_rows(pq.read_table(data_path, columns=["id", "formula", "structure"]), n, seed=0)
+    rows = sample_table(pq.read_table(data_path, columns=["id", "formula", "structure"]), n, seed=0).to_pydict()
     structures = [Structure.from_dict(json.loads(text)) for text in rows["structure"]]
     compositions = [s.composition for s in structures]
     n_slow = min(n_slow, len(structures))

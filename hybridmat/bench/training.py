@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from torch_geometric.loader import DataLoader
 
+from hybridmat.bench.data import sample_table
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.features.store import FeatureStore
 from hybridmat.models.base import build_model
@@ -57,12 +58,6 @@ def _train_steps(batches: Iterable[Any], composition_dim: int) -> None:
         optimiser.step()
 
 
-def sample(table: Any, n: int, seed: int = 0) -> Any:
-    """A seeded random sample of ``n`` rows of ``table`` (all of them if fewer), in store order."""
-    n = min(n, table.num_rows)
-    return table.take(np.sort(np.random.default_rng(seed).choice(table.num_rows, size=n, replace=False)))
-
-
 def run_training_benchmark(store: Path, sizes: list[int], threads: int, console: Console, command: str,
                            json_path: Path | None) -> dict[str, Any]:
     """Collation and training structures/s for each way of batching on the first size, and the trainer's path
@@ -70,7 +65,7 @@ def run_training_benchmark(store: Path, sizes: list[int], threads: int, console:
     torch.set_num_threads(threads)
     full = FeatureStore(store).read_table()
     n = sizes[0]
-    table = sample(full, n)
+    table = sample_table(full, n)
     n = table.num_rows
     composition_dim = table.column("composition").type.list_size
     order = np.random.default_rng(0).permutation(table.num_rows)
@@ -101,7 +96,7 @@ def run_training_benchmark(store: Path, sizes: list[int], threads: int, console:
         result.add_row(row["way"], f"{row['collate_per_s']:,.0f}", f"{row['train_per_s']:,.0f}",
                        f"{row['train_per_s'] / rows[0]['train_per_s']:.2f}x")
     console.print(result)
-    by_size = [size_figures(sample(full, size), threads) for size in sizes] if len(sizes) > 1 else []
+    by_size = [size_figures(sample_table(full, size), threads) for size in sizes] if len(sizes) > 1 else []
     if by_size:
         console.print(size_table(by_size))
     payload = {"command": command, "n": n, "threads": threads, "rows": rows, "sizes": by_size}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridmat.data.source import Source
-from hybridmat.distributed.pool import FeaturizeWorker, round_robin, start_actors, stop_actors
+from hybridmat.distributed.pool import FeaturizeWorker, commit_with_pool, start_actors
 from hybridmat.distributed.runtime import require_cpus
 from hybridmat.features.featurizer import FeaturizerSettings
 from hybridmat.features.pipeline import (
@@ -47,9 +47,5 @@ def featurize_with_ray(
     manifest, done = open_store(source, out, spec, settings, shard_size, overwrite)
     pool = start_actors(FeaturizeWorker, workers, source, settings, tuple(source.targets), require_targets,
                         num_cpus=1)
-    results = round_robin(pool, "featurize", pending_shards(source, shard_size, done))
-    try:
-        return commit_shards(out, manifest, results, total, len(done) * shard_size,
-                             f"featurize ({workers} workers)", progress)
-    finally:
-        stop_actors(pool)
+    return commit_with_pool(pool, "featurize", pending_shards(source, shard_size, done), lambda results: commit_shards(
+        out, manifest, results, total, len(done) * shard_size, f"featurize ({workers} workers)", progress))

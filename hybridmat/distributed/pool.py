@@ -82,6 +82,16 @@ def round_robin(pool: Sequence[ray.actor.ActorHandle], method: str,
     return bounded_map(submit, shards, IN_FLIGHT_PER_WORKER * len(pool))
 
 
+def commit_with_pool(pool: Sequence[ray.actor.ActorHandle], method: str, shards: Iterable[ShardInput],
+                     commit: Callable[[Iterator[tuple[ShardInput, Any]]], dict[str, Any]]) -> dict[str, Any]:
+    """``commit`` the results of :func:`round_robin` over ``shards`` as they come; the pool is stopped after, also
+    on failure. Returns what ``commit`` returns (a store's final manifest)."""
+    try:
+        return commit(round_robin(pool, method, shards))
+    finally:
+        stop_actors(pool)
+
+
 def stop_actors(actors: Sequence[ray.actor.ActorHandle]) -> None:
     """Kill ``actors`` (no restart)."""
     for actor in actors:

@@ -32,7 +32,7 @@ import ray
 from hybridmat.atomic_io import atomic_write_bytes
 from hybridmat.data.records import RecordError, SourceItem, StructureRecord
 from hybridmat.data.source import Source, hash_strings
-from hybridmat.distributed.pool import round_robin, start_actors, stop_actors
+from hybridmat.distributed.pool import commit_with_pool, start_actors
 from hybridmat.distributed.runtime import gpu_share, require_cpus
 from hybridmat.features.pipeline import ShardInput, ShardResult, commit_shards, pending_shards
 from hybridmat.features.store import completed_shards, shard_path, start_manifest
@@ -172,12 +172,8 @@ def relax_with_ray(source: Source, out: Path, *, spec: str, workers: int, potent
     manifest, done = _start(source, out, spec, potential_class(potential).describe(), settings, shard_size,
                             overwrite)
     pool = start_actors(RelaxWorker, workers, source, potential, settings, num_cpus=1, num_gpus=gpu_share(workers))
-    results = round_robin(pool, "relax", pending_shards(source, shard_size, done))
-    try:
-        return commit_shards(out, manifest, results, total, len(done) * shard_size,
-                             f"relax ({potential}, {workers} workers)", progress)
-    finally:
-        stop_actors(pool)
+    return commit_with_pool(pool, "relax", pending_shards(source, shard_size, done), lambda results: commit_shards(
+        out, manifest, results, total, len(done) * shard_size, f"relax ({potential}, {workers} workers)", progress))
 
 
 def read_relaxed(out: Path) -> pa.Table:
