@@ -90,6 +90,7 @@ class TrainSection(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
     num_threads: int | None = Field(None, ge=1)
+    retain_heap: bool = Field(True, description="CPU: keep freed memory in the process (faster steps, more memory)")
     loss_weighting: Literal["fixed", "uncertainty"] = "fixed"
     loss_lambdas: list[float] | None = None
 

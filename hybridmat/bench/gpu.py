@@ -1,8 +1,9 @@
 """``hybridmat bench gpu``: training and inference throughput of CGCNN, early fusion and ALIGNN on an
 accelerator, in full precision and with AMP, measured in one run (the AMP speed-up is their ratio).
 
-Data: the first ``n`` rows of a feature store of real structures (``--store``, e.g. a featurized
-``mp_cgcnn36k``), so the graphs have real sizes. Throughput excludes the first epoch (CUDA context, allocator warm-up).
+Data: a seeded random sample of ``n`` rows of a feature store of real structures (``--store``, e.g. a featurized
+``mp_cgcnn36k``; never its first rows, see :func:`~hybridmat.bench.data.sample_table`), so the graphs have real
+sizes. Throughput excludes the first epoch (CUDA context, allocator warm-up).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from hybridmat.bench.data import sample_table
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.features.store import FeatureStore
 from hybridmat.models.base import build_model, model_class
@@ -49,10 +51,10 @@ def _throughput(name: str, dataset: CrystalDataset, device: str, amp: bool, epoc
 
 def run_gpu_benchmark(store: Path, n: int, epochs: int, device: str, console: Console, command: str,
                       json_path: Path | None) -> dict[str, Any]:
-    """Measure every model in fp32 and AMP on the first ``n`` structures of ``store``; print the table."""
+    """Measure every model in fp32 and AMP on a seeded random ``n`` structures of ``store``; print the table."""
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("no CUDA device visible to torch; run on a GPU machine or pass --device cpu")
-    dataset = CrystalDataset.from_table(FeatureStore(store).read_table().slice(0, n), ["e_form"])
+    dataset = CrystalDataset.from_table(sample_table(FeatureStore(store).read_table(), n), ["e_form"])
     rows = []
     for name in MODELS:
         batch_size = 64 if model_class(name).needs_line_graph else 256  # line graphs: ~3x the edges

@@ -102,6 +102,25 @@ def bench_gpu(
     run_gpu_benchmark(store, n, epochs, device, console, invocation(), json_path)
 
 
+@bench_app.command("alignn")
+def bench_alignn(
+    n: Annotated[int, typer.Option("--n", help="cpu_small training structures (seeded sample).")] = 1000,
+    n_val: Annotated[int, typer.Option("--n-val", help="cpu_small validation structures.")] = 500,
+    epochs: Annotated[int, typer.Option(help="Epochs per variant (training speed: those after the first).")] = 3,
+    seed: Annotated[int, typer.Option(help="Sample, initialisation and shuffling seed.")] = 0,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads of every variant.")] = 2,
+    profile: Annotated[bool, typer.Option("--profile", help="Also: where a training step's time goes.")] = False,
+    data: Annotated[Path | None, typer.Option(help="mp_cgcnn36k.parquet (default: ../shared/data/...).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
+) -> None:
+    """ALIGNN training/inference speed vs the official alignn package (when installed), same size and batches."""
+    from hybridmat.bench.alignn import run_alignn_benchmark
+    from hybridmat.bench.data import default_mp_parquet
+
+    run_alignn_benchmark(data or default_mp_parquet(), n, n_val, epochs, seed, threads, profile, console,
+                         invocation(), json_path)
+
+
 bench_app.command("screening")(bench_screening_command)
 bench_app.command("multitask")(bench_multitask_command)
 bench_app.command("calibration")(bench_calibration_command)

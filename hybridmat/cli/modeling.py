@@ -35,7 +35,8 @@ def train(
 
         runner, session = train_members_on_ray, ray_session(address)
     with session:
-        result = run_train_job(job, progress=not quiet, log=None if quiet else console.log, runner=runner)
+        result = run_train_job(job, progress=not quiet, log=None if quiet else console.log, runner=runner,
+                               command=invocation())
     console.print(comparison_table(result.rows, title=f"{job.name}: test split ({invocation()})"))
     console.print(f"artefacts in {result.output}")
 
@@ -104,14 +105,15 @@ def tune(
 
 @app.command()
 def export(
-    job_file: Annotated[Path, typer.Argument(help="The trained job whose ensemble to export.")],
+    job_files: Annotated[list[Path], typer.Argument(help="Trained jobs whose members make the ensemble (same data, "
+                                                    "split, targets and featurizer settings).")],
     dest: Annotated[Path, typer.Option(help="Model directory (the shipped default is hybridmat/pretrained).")],
 ) -> None:
-    """Copy a trained ensemble (<= 10 MB) into a model directory with a model card from its metrics."""
+    """Copy trained members (<= 10 MB) into one ensemble with a model card measured on val and test."""
     from hybridmat.config import load_job
     from hybridmat.workflows.export import export_model
 
-    copied = export_model(load_job(job_file), dest, f"hybridmat train {job_file}")
+    copied = export_model([load_job(job_file) for job_file in job_files], dest)
     console.print(f"exported {len(copied)} members and MODEL_CARD.md to {dest}")
 
 

@@ -58,6 +58,15 @@ class HyperParameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
+def _unbounded_composition_range(_module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Checkpoints written before the training range was stored load with an unbounded range (no clip), so
+    their predictions stay exactly what they were."""
+    mean = state_dict.get(prefix + "composition_mean")
+    if mean is not None and prefix + "composition_min" not in state_dict:
+        state_dict[prefix + "composition_min"] = torch.full_like(mean, -torch.inf)
+        state_dict[prefix + "composition_max"] = torch.full_like(mean, torch.inf)
+
+
 class PropertyModel(nn.Module):
     """Base class of the torch models: subclasses set the class flags and implement ``forward(batch)``.
 
@@ -77,12 +86,15 @@ class PropertyModel(nn.Module):
         self.config: dict[str, Any] = {"n_targets": n_targets, "composition_dim": composition_dim, **hyper}
         self.n_targets = n_targets
         self.composition_dim = composition_dim
-        # Standardisation of raw composition features, fitted on the training split only.
+        # Standardisation of raw composition features and their training range, fitted on the training split only.
         self.register_buffer("composition_mean", torch.zeros(composition_dim))
         self.register_buffer("composition_std", torch.ones(composition_dim))
+        self.register_buffer("composition_min", torch.full((composition_dim,), -torch.inf))
+        self.register_buffer("composition_max", torch.full((composition_dim,), torch.inf))
+        self.register_load_state_dict_pre_hook(_unbounded_composition_range)
 
     def fit_composition_scaling(self, composition: Tensor) -> None:
-        """Set the composition mean/std from the training split's ``(n, F)`` composition matrix.
+        """Set the composition mean/std and per-feature range from the training split's ``(n, F)`` matrix.
 
         A feature that is constant on the training split keeps std 1 (it is only centred): dividing by a
         near-zero std would blow up any other value seen at prediction time.
@@ -90,10 +102,18 @@ class PropertyModel(nn.Module):
         std = composition.std(dim=0)
         self.composition_mean.copy_(composition.mean(dim=0))
         self.composition_std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)))
+        self.composition_min.copy_(composition.min(dim=0).values)
+        self.composition_max.copy_(composition.max(dim=0).values)
 
     def scaled_composition(self, batch: Any) -> Tensor:
-        """``batch.composition`` standardised with the training statistics."""
-        return (batch.composition - self.composition_mean) / self.composition_std
+        """``batch.composition`` clipped to the training range, then standardised with the training statistics.
+
+        The clip bounds what a composition never seen in training can feed the network: without it, one
+        feature 390,000 training σ out (Co2NOF among the Castelli perovskites) drove an early-fusion
+        prediction to 1,431 eV. Such inputs are still flagged by the domain check; they no longer explode.
+        """
+        bounded = batch.composition.clamp(self.composition_min, self.composition_max)
+        return (bounded - self.composition_mean) / self.composition_std
 
     def forward(self, batch: Any) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -1,46 +1,115 @@
-"""``hybridmat export``: copy a trained job's ensemble into a model directory with a model card.
+"""``hybridmat export``: the members of one or more trained jobs as one ensemble in a model directory, with a card.
 
-The card is written from the job's own ``metrics.json`` (what data, which split, which command, test
-metrics), so the shipped numbers are always the measured ones.
+Several jobs (e.g. early-fusion members and ALIGNN members, trained separately or concurrently) make one ensemble
+when they share data, split, targets and featurizer settings. Export predicts validation and test with every member
+and with the ensemble mean, so the card's numbers (per member and for the ensemble, with each job's training time
+and machine) are measured on the exported members themselves, and says whether the ensemble beats each member.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hybridmat.atomic_io import atomic_write_bytes
-from hybridmat.config import JobConfig
+from hybridmat.config import JobConfig, JobFileError
+from hybridmat.training.ensemble import Ensemble
+from hybridmat.training.metrics import regression_metrics
 
 MAX_BYTES = 10 * 1024 * 1024
+#: What members of one ensemble must share: the same data, split and targets, seen through the same featurizer.
+SHARED_SECTIONS = ("data", "features")
 
 
-def _card(job: JobConfig, metrics: dict[str, Any], sizes: dict[str, int], members: list[str], command: str) -> str:
-    rows = "\n".join(
-        f"| {row['target']} | {row['mae']:.4f} | {row['rmse']:.4f} | {row['r2']:.3f} | {row['n']} |"
-        for row in metrics["test"]
-    )
-    return f"""# {job.name}
+def _same_data(jobs: Sequence[JobConfig]) -> None:
+    first = jobs[0]
+    for job in jobs[1:]:
+        for section in SHARED_SECTIONS:
+            if getattr(job, section) != getattr(first, section):
+                raise JobFileError(f"jobs {first.name!r} and {job.name!r} differ in `{section}`: members of one "
+                                   "ensemble must share data, split, targets and featurizer settings")
+
+
+def _rows(y: np.ndarray, prediction: np.ndarray, targets: Sequence[str]) -> list[dict[str, Any]]:
+    metrics = regression_metrics(y, prediction, targets)
+    return [{"target": t, **{k: metrics[t][k] for k in ("mae", "rmse", "r2")}, "n": int(metrics[t]["n"])}
+            for t in targets]
+
+
+def _member_records(jobs: Sequence[JobConfig], checkpoints: Sequence[tuple[JobConfig, int, Path]],
+                    val: np.ndarray, test: np.ndarray, y_val: np.ndarray, y_test: np.ndarray,
+                    targets: Sequence[str]) -> list[dict[str, Any]]:
+    """One record per member: its job, model, seed, epochs, training seconds and val/test metrics."""
+    details = {job.name: json.loads((Path(job.output) / "metrics.json").read_text()).get("details", {})
+               for job in jobs}
+    records = []
+    for k, (job, index, _) in enumerate(checkpoints):
+        record = {key: _nth(details[job.name], key, index) for key in ("epochs_run", "best_epochs", "member_seconds",
+                                                                       "curves")}
+        records.append({"member": k, "job": job.name, "model": job.model.name, "hyper": dict(job.model.hyper),
+                        "seed": job.train.seed + index, "epochs_run": record["epochs_run"],
+                        "best_epoch": record["best_epochs"], "train_seconds": record["member_seconds"],
+                        "curve": record["curves"] or [], "val": _rows(y_val, val[k], targets),
+                        "test": _rows(y_test, test[k], targets)})
+    return records
+
+
+def _nth(details: dict[str, Any], key: str, index: int) -> Any:
+    """Member ``index``'s entry of a per-member list in a job's ``details`` (None when the job did not record it)."""
+    values = details.get(key) or []
+    return values[index] if index < len(values) else None
+
+
+def _card(jobs: Sequence[JobConfig], record: dict[str, Any], members: list[dict[str, Any]]) -> str:
+    job = jobs[0]
+    sizes, targets = record["sizes"], job.data.targets
+    kinds = ", ".join(f"{sum(m['job'] == j.name for m in members)} × `{j.model.name}` "
+                      f"{json.dumps(dict(j.model.hyper))}" for j in jobs)
+    rows = "\n".join(f"| {r['target']} | {r['mae']:.4f} | {r['rmse']:.4f} | {r['r2']:.3f} | {r['n']} |"
+                     for r in record["test"])
+    member_rows = "\n".join(
+        f"| {m['member']} | `{m['model']}` | {m['seed']} | {m['epochs_run']} / {m['best_epoch']} | "
+        f"{m['train_seconds'] or 0:,.0f} | " + " | ".join(f"{r['mae']:.4f}" for r in m["val"]) + " | "
+        + " | ".join(f"{r['mae']:.4f}" for r in m["test"]) + " |" for m in members)
+    ensemble_row = ("| ensemble | | | | | " + " | ".join(f"{r['mae']:.4f}" for r in record["val"]) + " | "
+                    + " | ".join(f"{r['mae']:.4f}" for r in record["test"]) + " |")
+    target_columns = " | ".join(f"val {t}" for t in targets) + " | " + " | ".join(f"test {t}" for t in targets)
+    beats = ", ".join(f"{t}: {'yes' if ok else 'NO'}" for t, ok in record["ensemble_beats_every_member"].items())
+    machine = record["machine"]
+    split = f"`{job.data.split}`" if job.data.split else f"seeded random 80/10/10 (seed {job.data.split_seed})"
+    return f"""# {" + ".join(j.name for j in jobs)}
 
 | | |
 |---|---|
-| model | `{job.model.name}` {json.dumps(dict(job.model.hyper))}, ensemble of {len(members)} \
-(seeds {job.train.seed}..{job.train.seed + len(members) - 1}) |
+| members | {kinds}; {len(members)} in all |
 | data | `{Path(job.data.source.split("?")[0]).name}` (Materials Project, PBE/PBE+U, legacy corrections) |
-| split | `{job.data.split}`: train {sizes['train']:,} / val {sizes['val']:,} / test {sizes['test']:,} \
+| split | {split}: train {sizes['train']:,} / val {sizes['val']:,} / test {sizes['test']:,} \
 (selected on val, reported on test) |
-| targets | {", ".join(job.data.targets)} (eV/atom for e_form, eV for band_gap) |
+| targets | {", ".join(targets)} (eV/atom for e_form, eV for band_gap) |
 | features | {job.features.composition} composition, graph cutoff {job.features.cutoff} Å, \
 {job.features.max_neighbors} neighbours |
-| trained with | `{command}` |
+| trained with | {", ".join(f"`{c}`" for c in record["commands"])} |
+| training time | {record["train_seconds"] / 3600:.2f} h of member training in all, on {machine} |
 
 ## Test metrics (ensemble mean)
 
 | target | MAE | RMSE | R² | n |
 |---|---:|---:|---:|---:|
 {rows}
+
+## Members (MAE; epochs run / best epoch)
+
+| member | model | seed | epochs | train s | {target_columns} |
+|---|---|---:|---:|---:|{"---:|" * (2 * len(targets))}
+{member_rows}
+{ensemble_row}
+
+The ensemble mean beats every member on test: {beats}.
 
 ## Use and limits
 `hybridmat predict SOURCE --out PRED.parquet` uses this ensemble by default; `<target>_std` is the
@@ -50,37 +119,59 @@ README): predictions inherit PBE's band-gap underestimate and MP's correction sc
 """
 
 
-def export_model(job: JobConfig, dest: Path, command: str) -> list[Path]:
-    """Copy ``member-k/best.pt`` of the job's output to ``dest/member-k.pt`` and write the model card."""
-    job.require("export", "data", "model")
-    output = Path(job.output)
-    metrics = json.loads((output / "metrics.json").read_text())
-    checkpoints = sorted(output.glob("member-*/best.pt"))
-    if not checkpoints:
-        raise FileNotFoundError(f"no member-*/best.pt in {output}: train the job first")
-    total = sum(c.stat().st_size for c in checkpoints)
+def export_model(jobs: JobConfig | Sequence[JobConfig], dest: Path) -> list[Path]:
+    """Copy every job's ``member-k/best.pt`` to ``dest/member-<n>.pt``, measure members and ensemble on val and
+    test, and write ``MODEL_CARD.md`` and ``metrics.json``. One job's calibration is copied with its members;
+    several jobs' union needs ``hybridmat calibrate DEST``."""
+    from hybridmat.workflows.train import job_split_data
+
+    jobs = [jobs] if isinstance(jobs, JobConfig) else list(jobs)
+    for job in jobs:
+        job.require("export", "data", "model")
+    _same_data(jobs)
+    checkpoints = []
+    for job in jobs:
+        found = sorted(Path(job.output).glob("member-*/best.pt"), key=lambda p: int(p.parent.name.split("-")[1]))
+        if not found:
+            raise FileNotFoundError(f"no member-*/best.pt in {job.output}: train job {job.name!r} first")
+        checkpoints += [(job, index, path) for index, path in enumerate(found)]
+    total = sum(path.stat().st_size for _, _, path in checkpoints)
     if total > MAX_BYTES:
         raise ValueError(f"the ensemble is {total / 1e6:.1f} MB; "
                          f"the shipped model must stay under {MAX_BYTES / 1e6:.0f} MB")
+    ensemble = Ensemble.from_checkpoints([path for _, _, path in checkpoints])
+    data = job_split_data(jobs[0], progress=False)
+    targets = list(data.target_names)
+    val, test = ensemble.member_predictions(data.val), ensemble.member_predictions(data.test)
+    y_val, y_test = data.val.targets.numpy(), data.test.targets.numpy()
+    members = _member_records(jobs, checkpoints, val, test, y_val, y_test, targets)
+    job_metrics = [json.loads((Path(job.output) / "metrics.json").read_text()) for job in jobs]
+    test_rows = _rows(y_test, test.mean(axis=0), targets)
+    record = {
+        "test": test_rows, "val": _rows(y_val, val.mean(axis=0), targets),
+        "sizes": {p: len(data.part(p)) for p in ("train", "val", "test")},
+        "commands": [m.get("command") or f"hybridmat train {j.name}" for m, j in zip(job_metrics, jobs)],
+        "machine": "; ".join(sorted({m.get("machine", "machine not recorded") for m in job_metrics})),
+        "train_seconds": float(sum(m["train_seconds"] or 0 for m in members)),
+        "ensemble_beats_every_member": {
+            row["target"]: all(row["mae"] < m["test"][t]["mae"] for m in members) for t, row in enumerate(test_rows)},
+        "members": members,
+    }
     dest.mkdir(parents=True, exist_ok=True)
     for old in dest.glob("member-*.pt"):
         old.unlink()
     copied = []
-    for k, checkpoint in enumerate(checkpoints):
-        target = dest / f"member-{k}.pt"
-        shutil.copyfile(checkpoint, target)
-        copied.append(target)
-    card = _card(job, metrics, metrics["sizes"], [c.name for c in copied], command)
-    atomic_write_bytes(dest / "MODEL_CARD.md", card.encode())
-    for name in ("calibration.json", "domain.npz"):  # a calibrated job's output: same members, same calibration
+    for k, (_, _, path) in enumerate(checkpoints):
+        shutil.copyfile(path, dest / f"member-{k}.pt")
+        copied.append(dest / f"member-{k}.pt")
+    atomic_write_bytes(dest / "MODEL_CARD.md", _card(jobs, record, members).encode())
+    for name in ("calibration.json", "domain.npz"):  # one calibrated job's output: same members, same calibration
         (dest / name).unlink(missing_ok=True)
-        if (output / name).is_file():
-            shutil.copyfile(output / name, dest / name)
+        if len(jobs) == 1 and (Path(jobs[0].output) / name).is_file():
+            shutil.copyfile(Path(jobs[0].output) / name, dest / name)
     if (dest / "calibration.json").is_file():
         write_calibration_section(dest / "MODEL_CARD.md", json.loads((dest / "calibration.json").read_text()))
-    atomic_write_bytes(dest / "metrics.json", json.dumps({"test": metrics["test"], "val": metrics["val"],
-                                                          "sizes": metrics["sizes"], "command": command},
-                                                         indent=2).encode())
+    atomic_write_bytes(dest / "metrics.json", json.dumps(record, indent=2).encode())
     return copied
 
 

@@ -164,9 +164,21 @@ def fit_torch(
     return Fitted(name, lambda dataset: ensemble.predict(dataset), seconds, parameters, {
         "best_epochs": [r.best_epoch for r in results],
         "epochs_run": [len(r.history) for r in results],
+        "curves": [validation_curve(r.history) for r in results],
+        "member_seconds": [sum(m["seconds"] for m in r.history) for r in results],
         "checkpoints": [str(r.checkpoint) for r in results if r.checkpoint],
         "ensemble": ensemble,
     })
+
+
+def validation_curve(history: list[dict[str, float]]) -> list[list[float]]:
+    """``[cumulative seconds, validation MAE]`` after each epoch of one training run (empty without validation)."""
+    curve, elapsed = [], 0.0
+    for metrics in history:
+        elapsed += metrics["seconds"]
+        if "val_mae" in metrics:
+            curve.append([elapsed, metrics["val_mae"]])
+    return curve
 
 
 def epoch_logger(log: Callable[[str], None], name: str, member: int) -> Callable[[int, dict[str, float]], None]:

@@ -11,6 +11,7 @@ from hybridmat.config import JobConfig, TrainSection
 from hybridmat.data.source_strings import open_source
 from hybridmat.features.pipeline import featurize_to_store
 from hybridmat.features.store import FeatureStore
+from hybridmat.machine import describe_machine
 from hybridmat.models.base import model_class, validate_hyper
 from hybridmat.models.late_fusion import LateFusion, LateFusionHyper
 from hybridmat.models.rf import FILE as RF_FILE
@@ -133,10 +134,11 @@ def job_split_data(job: JobConfig, progress: bool = True) -> SplitData:
 
 
 def run_train_job(job: JobConfig, progress: bool = True, log: Callable[[str], None] | None = None,
-                  runner: MemberRunner | None = None) -> JobResult:
+                  runner: MemberRunner | None = None, command: str | None = None) -> JobResult:
     """Run a training job end to end; write metrics, predictions and a parity plot to ``job.output``.
 
     ``runner`` trains ensemble members (e.g. concurrently on Ray actors); default: sequentially here.
+    ``command`` (the command line that ran it) and the machine are recorded for the model card.
     """
     job.require("train", "data", "model")
     output = Path(job.output)
@@ -154,6 +156,6 @@ def run_train_job(job: JobConfig, progress: bool = True, log: Callable[[str], No
     write_json(output / "metrics.json", {
         "job": job.model_dump(), "category": model_class(job.model.name).category, "test": rows, "val": val_rows,
         "dropped_ids": data.dropped, "sizes": {p: len(data.part(p)) for p in ("train", "val", "test")},
-        "details": details,
+        "details": details, "command": command, "machine": describe_machine(),
     })
     return JobResult(rows, fitted, output)

@@ -77,6 +77,33 @@ def test_early_fusion_reads_standardised_composition() -> None:
         torch.testing.assert_close(model(batch)[1:], before[1:])
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_composition_beyond_the_training_range_is_clipped_to_it(name: str) -> None:
+    model = build(name)
+    batch = make_batch(structures())
+    model.fit_composition_scaling(batch.composition)
+    model.eval()
+    far, at_edge = batch.clone(), batch.clone()
+    far.composition = batch.composition.clone()
+    far.composition[0] += 1e6 * model.composition_std  # far outside (Co2NOF among Castelli was 390,000 σ out)
+    at_edge.composition = batch.composition.clone()
+    at_edge.composition[0] = model.composition_max
+    with torch.no_grad():
+        torch.testing.assert_close(model(far), model(at_edge))
+        assert model.scaled_composition(far).abs().max() < 10
+
+
+def test_checkpoints_without_a_training_range_load_unclipped() -> None:
+    model = build("early_fusion")
+    batch = make_batch(structures())
+    model.fit_composition_scaling(batch.composition)
+    state = {k: v for k, v in model.state_dict().items() if k not in ("composition_min", "composition_max")}
+    older = build("early_fusion")
+    older.load_state_dict(state)  # strict: the missing range is filled in, unbounded
+    assert torch.isinf(older.composition_min).all() and torch.isinf(older.composition_max).all()
+    torch.testing.assert_close(older.composition_mean, model.composition_mean)
+
+
 def test_attention_gate_is_a_per_sample_softmax() -> None:
     model = build("attention_fusion")
     assert isinstance(model, AttentionFusion)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from hybridmat.cli import app
 from hybridmat.config import parse_job
 from hybridmat.data.writers import write_structure_table
+from hybridmat.training.ensemble import Ensemble
 from hybridmat.workflows.predict import errors_path, model_id
 from hybridmat.workflows.train import run_train_job
 from tests.conftest import perovskite
@@ -47,21 +50,54 @@ def test_predict_cli_writes_mean_std_and_errors(tmp_path: Path) -> None:
     assert [(e["id"], e["stage"]) for e in errors] == [("broken", "read"), ("a", "duplicate")]
 
 
+def _export_job(tmp_path: Path, name: str, model: dict, members: int, source: Path | None = None) -> Any:
+    table = source or tmp_path / "train.parquet"
+    if not table.exists():
+        write_structure_table(_records(30), table)
+    return parse_job({"name": name, "data": {"source": str(table), "store": str(tmp_path / f"store-{table.stem}")},
+                      "features": {"composition": "magpie"}, "model": model, "ensemble": members,
+                      "train": {"epochs": 1, "batch_size": 8, "device": "cpu", "num_threads": 1},
+                      "output": str(tmp_path / name)})
+
+
 def test_export_writes_members_and_model_card(tmp_path: Path) -> None:
     from hybridmat.workflows.export import export_model
 
-    table = tmp_path / "train.parquet"
-    write_structure_table(_records(30), table)
-    job = parse_job({"name": "card", "data": {"source": str(table), "store": str(tmp_path / "store")},
-                     "features": {"composition": "magpie"},
-                     "model": {"name": "cgcnn", "hyper": {"hidden": 8, "n_conv": 1}},
-                     "ensemble": 2, "train": {"epochs": 1, "batch_size": 8, "device": "cpu", "num_threads": 1},
-                     "output": str(tmp_path / "run")})
-    run_train_job(job, progress=False)
-    copied = export_model(job, tmp_path / "model", "hybridmat train job.yaml")
+    job = _export_job(tmp_path, "card", {"name": "cgcnn", "hyper": {"hidden": 8, "n_conv": 1}}, 2)
+    run_train_job(job, progress=False, command="hybridmat train job.yaml")
+    copied = export_model(job, tmp_path / "model")
     assert [p.name for p in copied] == ["member-0.pt", "member-1.pt"]
     card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
-    assert "hybridmat train job.yaml" in card and "| e_form |" in card
+    assert "hybridmat train job.yaml" in card and "| e_form |" in card and "CPU cores" in card
+    record = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert [m["seed"] for m in record["members"]] == [0, 1] and record["sizes"]["train"] > 0
+
+
+def test_export_joins_the_members_of_several_jobs_measured_on_the_same_data(tmp_path: Path) -> None:
+    from hybridmat.config import JobFileError
+    from hybridmat.workflows.export import export_model
+
+    graph = _export_job(tmp_path, "graph", {"name": "cgcnn", "hyper": {"hidden": 8, "n_conv": 1}}, 2)
+    hybrid = _export_job(tmp_path, "hybrid", {"name": "early_fusion", "hyper": {"hidden": 8, "n_conv": 1}}, 1)
+    for job in (graph, hybrid):
+        run_train_job(job, progress=False, command=f"hybridmat train {job.name}.yaml")
+    copied = export_model([graph, hybrid], tmp_path / "model")
+    assert len(copied) == 3
+    record = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert [(m["model"], m["seed"]) for m in record["members"]] == [("cgcnn", 0), ("cgcnn", 1), ("early_fusion", 0)]
+    ensemble = Ensemble.from_checkpoints(copied)
+    test_mae = record["test"][0]["mae"]
+    assert np.isfinite(test_mae) and all(np.isfinite(m["test"][0]["mae"]) for m in record["members"])
+    beats = all(test_mae < m["test"][0]["mae"] for m in record["members"])
+    assert record["ensemble_beats_every_member"] == {"e_form": beats} and len(ensemble.members) == 3
+    card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
+    assert "2 × `cgcnn`" in card and "1 × `early_fusion`" in card and "hybridmat train hybrid.yaml" in card
+
+    elsewhere = tmp_path / "other.parquet"
+    write_structure_table(_records(20), elsewhere)
+    other = _export_job(tmp_path, "other", {"name": "cgcnn", "hyper": {"hidden": 8, "n_conv": 1}}, 1, elsewhere)
+    with pytest.raises(JobFileError, match="differ in `data`"):
+        export_model([graph, other], tmp_path / "refused")
 
 
 def _calibrate_by_hand(directory: Path, members_id: str, n_features: int) -> None:
