@@ -41,6 +41,7 @@ from hybridmat.features.atom_features import N_ATOM_FEATURES
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.training.collate import GraphTable
 from hybridmat.training.heap import heap_retention_available, retained_heap
+from hybridmat.training.trainer import steps_per_epoch
 from hybridmat.workflows.fitting import write_json
 
 #: The compared size: the issue's, and ``bench models``' cpu_small ALIGNN.
@@ -141,8 +142,8 @@ def _train_official(train: CrystalDataset, val: CrystalDataset, epochs: int, see
     table, val_table = GraphTable.from_dataset(train), GraphTable.from_dataset(val)
     mean, std = float(np.nanmean(table.y[:, 0])), float(np.nanstd(table.y[:, 0]))
     optimiser = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    steps = sum(1 for _ in table.batches(BATCH, np.arange(len(table)), drop_singleton=True))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=LR, total_steps=epochs * steps)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=LR,
+                                                   total_steps=epochs * steps_per_epoch(len(table), BATCH))
     rates = []
     for epoch in range(epochs):
         model.train()
@@ -256,8 +257,9 @@ def run_alignn_benchmark(data: Path, n: int, n_val: int, epochs: int, seed: int,
     from hybridmat.bench.models import benchmark_store
 
     store, splits = benchmark_store(data, console).path, data.parent / "splits.json"
-    variants = [v for v in VARIANTS if v.implementation == "hybridmat" or official_available()]
-    if not official_available():
+    with_official = official_available()
+    variants = [v for v in VARIANTS if v.implementation == "hybridmat" or with_official]
+    if not with_official:
         console.print("[yellow]the official alignn package is not installed (pip install -e .[peers]): "
                       "measuring hybridmat only[/yellow]")
     if not heap_retention_available():

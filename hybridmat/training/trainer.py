@@ -30,6 +30,7 @@ import torch.utils.deterministic
 from torch import nn
 from torch.utils.data import Dataset
 
+from hybridmat.machine import usable_cores
 from hybridmat.models.base import PropertyModel
 from hybridmat.models.losses import MultiTaskLoss
 from hybridmat.training.checkpoint import predict_table, read_state, save_checkpoint, write_state
@@ -143,7 +144,7 @@ def default_threads() -> int:
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return usable_cores()
 
 
 @contextmanager
@@ -200,7 +201,8 @@ def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).numpy()
 
 
-def _steps_per_epoch(n: int, batch_size: int) -> int:
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimiser steps in one pass over ``n`` structures (a last batch of one structure is dropped)."""
     steps = -(-n // batch_size)
     return steps - 1 if n > 1 and n % batch_size == 1 else steps  # the dropped singleton batch
 
@@ -265,7 +267,7 @@ class Trainer:
         if any(True for _ in self.loss.parameters()):  # learned loss weights: optimised, never decayed
             groups.append({"params": list(self.loss.parameters()), "weight_decay": 0.0})
         self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-        self.steps_per_epoch = _steps_per_epoch(len(self.train_table), config.batch_size)
+        self.steps_per_epoch = steps_per_epoch(len(self.train_table), config.batch_size)
         self.scheduler = _schedule(self.optimizer, config, config.epochs * self.steps_per_epoch)
         self.use_amp = config.amp and self.device.type == "cuda"
         self.amp_dtype = getattr(torch, config.amp_dtype)

@@ -41,12 +41,11 @@ def _rows(y: np.ndarray, prediction: np.ndarray, targets: Sequence[str]) -> list
             for t in targets]
 
 
-def _member_records(jobs: Sequence[JobConfig], checkpoints: Sequence[tuple[JobConfig, int, Path]],
+def _member_records(details: dict[str, dict[str, Any]], checkpoints: Sequence[tuple[JobConfig, int, Path]],
                     val: np.ndarray, test: np.ndarray, y_val: np.ndarray, y_test: np.ndarray,
                     targets: Sequence[str]) -> list[dict[str, Any]]:
-    """One record per member: its job, model, seed, epochs, training seconds and val/test metrics."""
-    details = {job.name: json.loads((Path(job.output) / "metrics.json").read_text()).get("details", {})
-               for job in jobs}
+    """One record per member: its job, model, seed, epochs, training seconds and val/test metrics (``details``:
+    each job's training details by job name)."""
     records = []
     for k, (job, index, _) in enumerate(checkpoints):
         record = {key: _nth(details[job.name], key, index) for key in ("epochs_run", "best_epochs", "member_seconds",
@@ -144,8 +143,9 @@ def export_model(jobs: JobConfig | Sequence[JobConfig], dest: Path) -> list[Path
     targets = list(data.target_names)
     val, test = ensemble.member_predictions(data.val), ensemble.member_predictions(data.test)
     y_val, y_test = data.val.targets.numpy(), data.test.targets.numpy()
-    members = _member_records(jobs, checkpoints, val, test, y_val, y_test, targets)
     job_metrics = [json.loads((Path(job.output) / "metrics.json").read_text()) for job in jobs]
+    details = {job.name: metrics.get("details", {}) for job, metrics in zip(jobs, job_metrics)}
+    members = _member_records(details, checkpoints, val, test, y_val, y_test, targets)
     test_rows = _rows(y_test, test.mean(axis=0), targets)
     record = {
         "test": test_rows, "val": _rows(y_val, val.mean(axis=0), targets),
