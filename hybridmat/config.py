@@ -85,7 +85,8 @@ class TrainSection(Section):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     schedule: Literal["onecycle", "cosine"] = "onecycle"
-    patience: int = Field(20, ge=1)
+    #: Epochs without a lower validation MAE before stopping; null follows the schedule to its end.
+    patience: int | None = Field(20, ge=1)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True

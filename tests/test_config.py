@@ -34,6 +34,7 @@ def test_scheme_sources_are_not_treated_as_paths(tmp_path: Path) -> None:
         ({"data": {"source": "x", "splitt": "a"}}, "unknown key 'data.splitt'"),
         ({"train": {"epochs": "ten"}}, "'train.epochs'"),
         ({"train": {"schedule": "step"}}, "'onecycle' or 'cosine'"),
+        ({"train": {"patience": 0}}, "'train.patience': Input should be greater than or equal to 1"),
         ({"model": {"name": "cgcn"}}, "unknown model 'cgcn'; allowed"),
         ({"ensemble": 0}, "'ensemble'"),
         ({"model": {"name": "cgcnn", "hyper": {"hiden": 32}}},
@@ -76,6 +77,7 @@ def test_train_section_is_the_job_face_of_the_trainer_config() -> None:
         assert defaults[TRAIN_CONFIG_NAMES.get(key, key)] == field.get_default(call_default_factory=True), key
     job = parse_job({**MINIMAL, "train": {"lr": 0.01, "loss_lambdas": [1.0, 2.0], "num_threads": 2}})
     assert train_config(job) == TrainConfig(lr=0.01, loss_weights=(1.0, 2.0), num_threads=2)
+    assert train_config(parse_job({**MINIMAL, "train": {"patience": None}})).patience is None  # run the schedule out
 
 
 JOBS = Path(__file__).parents[1] / "jobs"

@@ -18,10 +18,12 @@ import numpy as np
 
 from hybridmat.atomic_io import atomic_write_bytes
 from hybridmat.config import JobConfig, JobFileError
+from hybridmat.training.checkpoint import read_state
 from hybridmat.training.ensemble import Ensemble
 from hybridmat.training.metrics import regression_metrics
 
 MAX_BYTES = 10 * 1024 * 1024
+CURVES_FILE = "validation_curves.png"
 #: What members of one ensemble must share: the same data, split and targets, seen through the same featurizer.
 SHARED_SECTIONS = ("data", "features")
 
@@ -62,6 +64,35 @@ def _nth(details: dict[str, Any], key: str, index: int) -> Any:
     """Member ``index``'s entry of a per-member list in a job's ``details`` (None when the job did not record it)."""
     values = details.get(key) or []
     return values[index] if index < len(values) else None
+
+
+def write_validation_curves(checkpoints: Sequence[Path], labels: Sequence[str], targets: Sequence[str],
+                            path: Path) -> None:
+    """One panel per target: each member's validation MAE after every epoch (read from the history its
+    checkpoint carries), the selected epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 3.8), squeeze=False)
+    for checkpoint, label in zip(checkpoints, labels):
+        extra = read_state(checkpoint)["extra"]
+        history = [m for m in extra.get("history", []) if "val_mae" in m]
+        epochs = [m["epoch"] for m in history]
+        for axis, target in zip(axes[0], targets):
+            values = [m[f"val_mae_{target}"] for m in history]
+            line, = axis.plot(epochs, values, label=label)
+            if extra.get("best_epoch") in epochs:
+                best = epochs.index(extra["best_epoch"])
+                axis.plot(epochs[best], values[best], "o", color=line.get_color())
+    for axis, target in zip(axes[0], targets):
+        axis.set(xlabel="epoch", ylabel=f"validation MAE, {target}", yscale="log")
+        axis.grid(alpha=0.3, which="both")
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=90)
+    plt.close(figure)
 
 
 def _card(jobs: Sequence[JobConfig], record: dict[str, Any], members: list[dict[str, Any]]) -> str:
@@ -109,6 +140,8 @@ def _card(jobs: Sequence[JobConfig], record: dict[str, Any], members: list[dict[
 {ensemble_row}
 
 The ensemble mean beats every member on test: {beats}.
+
+![validation MAE per epoch of every member; dots: the epoch each member keeps]({CURVES_FILE})
 
 ## Use and limits
 `hybridmat predict SOURCE --out PRED.parquet` uses this ensemble by default; `<target>_std` is the
@@ -165,6 +198,8 @@ def export_model(jobs: JobConfig | Sequence[JobConfig], dest: Path) -> list[Path
         shutil.copyfile(path, dest / f"member-{k}.pt")
         copied.append(dest / f"member-{k}.pt")
     atomic_write_bytes(dest / "MODEL_CARD.md", _card(jobs, record, members).encode())
+    write_validation_curves(copied, [f"{m['member']}: {m['model']} (seed {m['seed']})" for m in members], targets,
+                            dest / CURVES_FILE)
     for name in ("calibration.json", "domain.npz"):  # one calibrated job's output: same members, same calibration
         (dest / name).unlink(missing_ok=True)
         if len(jobs) == 1 and (Path(jobs[0].output) / name).is_file():

@@ -61,6 +61,26 @@ def session_left(session_id: int, timeout: float = 15.0) -> list[str]:
         time.sleep(0.5)
 
 
+def test_fake_srun_ends_a_killed_step_like_slurmstepd(tmp_path: Path) -> None:
+    """A SIGKILLed srun leaves nothing its tasks started (slurmstepd kills the step's cgroup)."""
+    pid_file = tmp_path / "daemon.pid"
+    env = {**os.environ, "SLURM_JOB_NODELIST": "fake1", "FAKE_SLURM_LOG": str(tmp_path / "steps.jsonl"),
+           "PATH": os.pathsep.join([str(FAKE_SLURM), os.environ["PATH"]])}
+    task = f"sleep 600 & echo $! > {pid_file}; wait"
+    srun = subprocess.Popen([str(FAKE_SLURM / "srun"), "-N", "1", "sh", "-c", task], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            assert time.monotonic() < deadline and srun.poll() is None
+            time.sleep(0.1)
+        daemon = psutil.Process(int(pid_file.read_text()))
+        srun.kill()
+        srun.wait()
+        daemon.wait(timeout=10)  # raises TimeoutExpired if the step's process outlived its srun
+    finally:
+        stop([srun])
+
+
 @pytest.mark.slow
 def test_script_runs_the_job_on_a_two_node_ray_cluster_and_stops_it(tmp_path: Path, ray_tmp: Path) -> None:
     job_file = small_job(tmp_path)

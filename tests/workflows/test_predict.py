@@ -69,6 +69,7 @@ def test_export_writes_members_and_model_card(tmp_path: Path) -> None:
     assert [p.name for p in copied] == ["member-0.pt", "member-1.pt"]
     card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
     assert "hybridmat train job.yaml" in card and "| e_form |" in card and "CPU cores" in card
+    assert "](validation_curves.png)" in card and (tmp_path / "model" / "validation_curves.png").stat().st_size > 0
     record = json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert [m["seed"] for m in record["members"]] == [0, 1] and record["sizes"]["train"] > 0
 
