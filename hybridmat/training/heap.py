@@ -1,4 +1,5 @@
-"""Keep freed memory inside the process during CPU training (glibc), so a step does not page-fault its tensors.
+"""Keep freed memory inside the process during CPU training and inference (glibc), so a step does not page-fault
+its tensors.
 
 A training step on CPU allocates and frees tensors of tens of MB (ALIGNN's line-graph features: bond pairs x hidden
 x 4 bytes, ~60 MB for a 64-structure batch at hidden 64). glibc serves every allocation above its mmap threshold (at

@@ -315,7 +315,7 @@ class Trainer:
     def evaluate(self, table: GraphTable) -> np.ndarray:
         """Per-target MAE in original units on ``table`` (NaN labels ignored)."""
         prediction = predict_table(self.model, self.normalizer, table, self.config.eval_batch_size,
-                                   self.amp_dtype if self.use_amp else None)
+                                   self.amp_dtype if self.use_amp else None, self.config.retain_heap)
         return mae(table.y, prediction)
 
     def fit(self, resume: bool = False, on_epoch_end: EpochCallback | None = None) -> TrainResult:

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from hybridmat.cli import app
 from hybridmat.config import parse_job
+from hybridmat.data.source_strings import open_source
 from hybridmat.data.writers import write_structure_table
 from hybridmat.training.ensemble import Ensemble
-from hybridmat.workflows.predict import errors_path, model_id
+from hybridmat.workflows.predict import errors_path, model_id, predict_source
 from hybridmat.workflows.train import run_train_job
 from tests.conftest import perovskite
 from tests.features.test_store import _records
@@ -78,21 +79,25 @@ def test_export_joins_the_members_of_several_jobs_measured_on_the_same_data(tmp_
     from hybridmat.config import JobFileError
     from hybridmat.workflows.export import export_model
 
-    graph = _export_job(tmp_path, "graph", {"name": "cgcnn", "hyper": {"hidden": 8, "n_conv": 1}}, 2)
+    graph = _export_job(tmp_path, "graph", {"name": "alignn", "hyper": {"hidden": 8, "alignn_layers": 1,
+                                                                          "gcn_layers": 1}}, 2)
     hybrid = _export_job(tmp_path, "hybrid", {"name": "early_fusion", "hyper": {"hidden": 8, "n_conv": 1}}, 1)
     for job in (graph, hybrid):
         run_train_job(job, progress=False, command=f"hybridmat train {job.name}.yaml")
     copied = export_model([graph, hybrid], tmp_path / "model")
     assert len(copied) == 3
     record = json.loads((tmp_path / "model" / "metrics.json").read_text())
-    assert [(m["model"], m["seed"]) for m in record["members"]] == [("cgcnn", 0), ("cgcnn", 1), ("early_fusion", 0)]
+    assert [(m["model"], m["seed"]) for m in record["members"]] == [("alignn", 0), ("alignn", 1), ("early_fusion", 0)]
     ensemble = Ensemble.from_checkpoints(copied)
     test_mae = record["test"][0]["mae"]
     assert np.isfinite(test_mae) and all(np.isfinite(m["test"][0]["mae"]) for m in record["members"])
     beats = all(test_mae < m["test"][0]["mae"] for m in record["members"])
     assert record["ensemble_beats_every_member"] == {"e_form": beats} and len(ensemble.members) == 3
     card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
-    assert "2 × `cgcnn`" in card and "1 × `early_fusion`" in card and "hybridmat train hybrid.yaml" in card
+    assert "2 × `alignn`" in card and "1 × `early_fusion`" in card and "hybridmat train hybrid.yaml" in card
+    # the mixed ensemble (line graphs for its ALIGNN members only) predicts a source as the shipped one does
+    counts = predict_source(open_source(str(tmp_path / "train.parquet")), copied, tmp_path / "pred.parquet")
+    assert counts == {"inputs": 30, "predicted": 30, "errors": 0}
 
     elsewhere = tmp_path / "other.parquet"
     write_structure_table(_records(20), elsewhere)
