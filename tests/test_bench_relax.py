@@ -60,7 +60,8 @@ def test_bench_relax_scores_four_estimates_and_times_four_ways(tmp_path: Path) -
     shared_file("mp_elemental_refs", "mp_elemental_reference_entries.json.gz")
     out = tmp_path / "figures.json"
     result = CliRunner().invoke(app, ["bench", "relax", "--n", "2", "--speed-n", "1", "--max-sites", "4",
-                                      "--data", str(data), "--out", str(tmp_path / "runs"), "--json", str(out)])
+                                      "--data", str(data), "--out", str(tmp_path / "runs"), "--json", str(out)],
+                                 env={"COLUMNS": "200"})  # at 80 columns, headers wrap by the measured widths
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
     for name in ("perturbed", "prototypes"):

@@ -74,6 +74,7 @@ def write_validation_curves(checkpoints: Sequence[Path], labels: Sequence[str], 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     figure, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 3.8), squeeze=False)
     for checkpoint, label in zip(checkpoints, labels):
@@ -88,6 +89,8 @@ def write_validation_curves(checkpoints: Sequence[Path], labels: Sequence[str], 
                 axis.plot(epochs[best], values[best], "o", color=line.get_color())
     for axis, target in zip(axes[0], targets):
         axis.set(xlabel="epoch", ylabel=f"validation MAE, {target}", yscale="log")
+        axis.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
+        axis.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
         axis.grid(alpha=0.3, which="both")
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
