@@ -355,7 +355,8 @@ def _demo_funnel(out: Path, top_k: int, by: str, reference: str | None, address:
     final = run_screen_funnel(open_source(str(out / "candidates.parquet")), out / "screen", pretrained_checkpoints(),
                               section, address, quiet=False)
     everything, _ = rank(final, None, by=by, hull_reference=reference, include_out_of_domain=True)
-    console.print(funnel_table(everything, f"what relaxing the top {top_k} changed (ranked by {by} after relaxation)"))
+    title = f"what relaxing the top {everything.num_rows} changed (ranked by {by} after relaxation)"
+    console.print(funnel_table(everything, title))
     rank_command(final, out=out / "rank_relaxed", where=DEMO_WINDOW, top=top_k, kappa=1.0, hull_reference=reference,
                  by=by, pareto=None)
 
