@@ -8,6 +8,7 @@ and machine) are measured on the exported members themselves, and says whether t
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from collections.abc import Sequence
@@ -94,8 +95,10 @@ def write_validation_curves(checkpoints: Sequence[Path], labels: Sequence[str], 
         axis.grid(alpha=0.3, which="both")
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, format="png", dpi=90)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=90)
     plt.close(figure)
+    atomic_write_bytes(path, image.getvalue())  # like every other file of the model directory
 
 
 def _card(jobs: Sequence[JobConfig], record: dict[str, Any], members: list[dict[str, Any]]) -> str:
