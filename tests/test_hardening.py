@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -21,7 +22,7 @@ from hybridmat.config import MAX_JOB_FILE_BYTES, JobFileError, load_job
 from hybridmat.console import UserError
 from hybridmat.data.mp_source import MaterialsProjectError, MaterialsProjectSource
 from hybridmat.data.source_strings import open_source
-from hybridmat.data.validate import TARGET_RANGES, target_range_problem
+from hybridmat.data.validate import TARGET_RANGES, clip_to_target_ranges, target_range_problem
 from hybridmat.features.featurizer import MAX_CUTOFF, FeaturizerSettings
 from hybridmat.features.pipeline import featurize_to_store
 from hybridmat.features.store import FeatureStore
@@ -106,6 +107,13 @@ def test_ranges_are_overridable_per_source(tmp_path: Path) -> None:
         open_source(f"{table}?ranges=volume:0:1")
     assert target_range_problem({"e_form": float("nan"), "other": 1e9}) is None  # not this check's business
     assert TARGET_RANGES["band_gap"] == (0.0, 20.0)
+
+
+def test_predicted_means_are_kept_within_the_physical_ranges() -> None:
+    predictions = np.array([[-0.3, -0.3, 1.0], [2.0, 25.0, -12.0]])  # band_gap, unknown target, e_form
+    clipped = clip_to_target_ranges(predictions, ["band_gap", "volume", "e_form"])
+    np.testing.assert_array_equal(clipped, [[0.0, -0.3, 1.0], [2.0, 25.0, -10.0]])
+    assert predictions[0, 0] == -0.3  # the input is not changed
 
 
 @pytest.mark.parametrize("cutoff", [float("nan"), float("inf"), -1.0, 0.0, MAX_CUTOFF * 2])

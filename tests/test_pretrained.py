@@ -51,4 +51,8 @@ def test_pretrained_calibration_belongs_to_these_members_and_fits_in_10_mb() -> 
     assert record["members_id"] == files.members_id and record["calibration"]["fitted_on"].endswith("full/val")
     assert {t["target"] for t in record["calibration"]["targets"]} == {"e_form", "band_gap"}
     assert sum(p.stat().st_size for p in PRETRAINED_DIR.iterdir()) < 10 * 1024 * 1024
+    # early fusion and ALIGNN are different models: combined with the weights export fitted on full/val
+    assert files.weights is not None and record["members_id"] != files.checkpoints_id
+    metrics = json.loads((PRETRAINED_DIR / "metrics.json").read_text())
+    assert metrics["weights"] == {k: v for k, v in json.loads(files.weights).items() if k != "checkpoints_id"}
     assert "## Calibrated uncertainty and domain" in (PRETRAINED_DIR / "MODEL_CARD.md").read_text()

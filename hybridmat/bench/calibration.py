@@ -68,6 +68,7 @@ def target_figures(calibration: Any, y: np.ndarray, mean: np.ndarray, std: np.nd
         figures[f"coverage_{key}"] = coverage(y, lo, hi)
         figures[f"coverage_{key}_in_domain"] = coverage(y[in_domain], lo[in_domain], hi[in_domain])
         figures[f"coverage_{key}_out_of_domain"] = coverage(y[~in_domain], lo[~in_domain], hi[~in_domain])
+        figures[f"width_{key}"] = float(np.mean(hi - lo))  # sharpness: coverage alone rewards wide intervals
     return figures
 
 
@@ -161,10 +162,11 @@ def results_table(figures: dict[str, Any], title: str) -> Table:
     for level in LEVELS:
         key = round(level * 100)
         rows += [(f"calibrated {key} % interval covers", f"coverage_{key}", "{:.3f}"),
-                 ("  in domain / out of domain", f"coverage_{key}_in_domain", "{:.3f}")]
+                 ("  in domain / out of domain", f"coverage_{key}_in_domain", "{:.3f}"),
+                 ("  mean width", f"width_{key}", "{:.3f}")]
     rows.append(("miscalibration area", "miscalibration_area", "{:.4f}"))
     for label, key, form in rows:
-        if label.startswith("  "):
+        if label.startswith("  in domain"):
             level = key.split("_")[1]
             table.add_row(label, *(f"{form.format(figures['targets'][n][key])} / "
                                    f"{form.format(figures['targets'][n][f'coverage_{level}_out_of_domain'])}"

@@ -134,7 +134,7 @@ def predict(
     started = time.perf_counter()
     files = model_files(models or None)
     if files.stale:
-        console.print(f"uncalibrated: {files.stale}")
+        console.print(f"warning: {files.stale}")
     counts = predict_source(open_source(source), files, out)
     console.print(f"{counts['predicted']:,} predictions -> {out}; {counts['errors']:,} errors -> {errors_path(out)} "
                   f"({counts['inputs']:,} inputs, {time.perf_counter() - started:.1f} s)")

@@ -8,7 +8,7 @@ number of periodic images.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from pymatgen.core import Structure
@@ -72,6 +72,16 @@ TARGET_RANGES: dict[str, tuple[float, float]] = {
     "band_gap": (0.0, 20.0),        # eV
 }
 TARGET_UNITS = {"e_form": "eV/atom", "e_above_hull": "eV/atom", "band_gap": "eV"}
+
+
+def clip_to_target_ranges(values: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """``(n, T)`` predictions of targets ``names`` with each known target's column clipped to its physical range
+    (a regression head can predict a negative band gap; the nearest physical value is never further from the truth)."""
+    values = np.array(values, dtype=np.float64)
+    for t, name in enumerate(names):
+        if name in TARGET_RANGES:
+            values[:, t] = np.clip(values[:, t], *TARGET_RANGES[name])
+    return values
 
 
 def parse_target_ranges(text: str) -> dict[str, tuple[float, float]]:

@@ -2,7 +2,8 @@
 
 Training one member is the plain function :func:`train_member` of (model name, model config, data,
 train config, seed), so a Ray actor can run it unchanged; :func:`train_ensemble` runs the members one
-after another. :meth:`Ensemble.predict` returns the members' mean and standard deviation.
+after another. :meth:`Ensemble.predict` returns the members' mean and standard deviation: equal-weight, or
+under per-target member weights (:mod:`hybridmat.training.stacking`) for an ensemble of different models.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hybridmat.models.base import PropertyModel, build_model
 from hybridmat.training.checkpoint import check_edge_basis, edge_dim_config, load_checkpoint, predict_table
 from hybridmat.training.collate import GraphTable, resolve_dataset
 from hybridmat.training.normalizer import TargetNormalizer
+from hybridmat.training.stacking import MemberWeights, combine
 from hybridmat.training.trainer import EpochCallback, TrainConfig, Trainer, TrainResult, seed_everything
 
 
@@ -121,9 +123,10 @@ def train_ensemble(
 
 
 class Ensemble:
-    """Members that predict the same targets; :meth:`predict` gives their mean and spread."""
+    """Members that predict the same targets; :meth:`predict` gives their (weighted) mean and spread."""
 
-    def __init__(self, members: Sequence[Member], featurizer_settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, members: Sequence[Member], featurizer_settings: Mapping[str, Any] | None = None,
+                 weights: MemberWeights | None = None) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
         names = {m.normalizer.target_names for m in members}
@@ -132,11 +135,16 @@ class Ensemble:
         self.members = list(members)
         #: The featurizer settings every member was trained with (empty when the checkpoints do not record them).
         self.featurizer_settings = dict(featurizer_settings or {})
+        #: Per-target member weights (None: the equal-weight mean of a deep ensemble).
+        self.weights = weights
+        self._weight_matrix = None if weights is None else weights.matrix(self.target_names, len(self.members))
 
     @classmethod
-    def from_checkpoints(cls, checkpoints: Sequence[Path | bytes], device: str | torch.device = "cpu") -> Ensemble:
+    def from_checkpoints(cls, checkpoints: Sequence[Path | bytes], device: str | torch.device = "cpu",
+                         weights: MemberWeights | None = None) -> Ensemble:
         """The one member loader: each checkpoint (a file or its bytes) with
-        :func:`~hybridmat.training.checkpoint.load_checkpoint`; the members must share their featurizer settings."""
+        :func:`~hybridmat.training.checkpoint.load_checkpoint`; the members must share their featurizer settings.
+        ``weights``: per-target member weights in checkpoint order (default: equal)."""
         members, settings = [], set()
         for checkpoint in checkpoints:
             model, normalizer, meta = load_checkpoint(checkpoint, device)
@@ -144,7 +152,7 @@ class Ensemble:
             settings.add(tuple(sorted((meta.get("featurizer_settings") or {}).items())))
         if len(settings) > 1:
             raise ValueError(f"ensemble members were trained on different featurizer settings: {sorted(settings)}")
-        return cls(members, dict(settings.pop()) if settings else None)
+        return cls(members, dict(settings.pop()) if settings else None, weights)
 
     @property
     def target_names(self) -> tuple[str, ...]:
@@ -157,7 +165,6 @@ class Ensemble:
         return np.stack([predict_table(m.model, m.normalizer, table, batch_size) for m in self.members])
 
     def predict(self, dataset: Dataset, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """``(mean, std)``, each ``(n, T)`` float64, over the members (std with ddof=0: the population
-        spread of the K predictions, 0 for a single member; not an unbiased estimate)."""
-        predictions = self.member_predictions(dataset, batch_size).astype(np.float64)
-        return predictions.mean(axis=0), predictions.std(axis=0)
+        """``(mean, std)``, each ``(n, T)`` float64, over the members, under the ensemble's weights (std with
+        ddof=0: the population spread of the K predictions, 0 for a single member; not an unbiased estimate)."""
+        return combine(self.member_predictions(dataset, batch_size), self._weight_matrix)

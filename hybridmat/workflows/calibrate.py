@@ -32,6 +32,7 @@ from hybridmat.training.domain import DEFAULT_QUANTILE, fit_domain_model
 from hybridmat.workflows.predict import (
     CALIBRATION_FILE,
     DOMAIN_FILE,
+    WEIGHTS_FILE,
     ModelFiles,
     Predictor,
     load_predictor,
@@ -89,7 +90,10 @@ def calibrate_model(model_dir: Path, data: Path, split: str = "full",
     from hybridmat.workflows.export import write_calibration_section
 
     model_dir = Path(model_dir)
-    members = ModelFiles(model_files(model_dir).members)
+    found = model_files(model_dir)
+    if found.weights is None and (model_dir / WEIGHTS_FILE).is_file():
+        raise ValueError(found.stale)
+    members = ModelFiles(found.members, weights=found.weights)  # the members as combined, without the old fit
     predictor = load_predictor(members)
     train = training_compositions(open_source(f"{data}?split={split}/train"), predictor.settings.composition)
     val = labelled_predictions(predictor, open_source(f"{data}?split={split}/val"))

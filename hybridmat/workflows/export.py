@@ -4,6 +4,8 @@ Several jobs (e.g. early-fusion members and ALIGNN members, trained separately o
 when they share data, split, targets and featurizer settings. Export predicts validation and test with every member
 and with the ensemble mean, so the card's numbers (per member and for the ensemble, with each job's training time
 and machine) are measured on the exported members themselves, and says whether the ensemble beats each member.
+An ensemble of different models gets per-target member weights fitted on the validation predictions
+(:mod:`hybridmat.training.stacking`, written to ``ensemble.json``); seeds of one model are averaged equally.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import numpy as np
 
 from hybridmat.atomic_io import atomic_write_bytes
 from hybridmat.config import JobConfig, JobFileError
+from hybridmat.data.validate import clip_to_target_ranges
 from hybridmat.training.checkpoint import read_state
 from hybridmat.training.ensemble import Ensemble
 from hybridmat.training.metrics import regression_metrics
+from hybridmat.training.stacking import MemberWeights, combine
+from hybridmat.workflows.predict import WEIGHTS_FILE, ModelFiles
 
 MAX_BYTES = 10 * 1024 * 1024
 CURVES_FILE = "validation_curves.png"
@@ -44,6 +49,12 @@ def _rows(y: np.ndarray, prediction: np.ndarray, targets: Sequence[str]) -> list
             for t in targets]
 
 
+def _ensemble_rows(y: np.ndarray, predictions: np.ndarray, weights: np.ndarray | None,
+                   targets: Sequence[str]) -> list[dict[str, Any]]:
+    """The ensemble's metrics as the predictor makes its mean: combined, then within each target's physical range."""
+    return _rows(y, clip_to_target_ranges(combine(predictions, weights)[0], targets), targets)
+
+
 def _member_records(details: dict[str, dict[str, Any]], checkpoints: Sequence[tuple[JobConfig, int, Path]],
                     val: np.ndarray, test: np.ndarray, y_val: np.ndarray, y_test: np.ndarray,
                     targets: Sequence[str]) -> list[dict[str, Any]]:
@@ -59,6 +70,12 @@ def _member_records(details: dict[str, dict[str, Any]], checkpoints: Sequence[tu
                         "curve": record["curves"] or [], "val": _rows(y_val, val[k], targets),
                         "test": _rows(y_test, test[k], targets)})
     return records
+
+
+def _data_name(job: JobConfig) -> str:
+    """``TABLE?split=NAME`` (or the seeded split) of a job, as calibration records what it was fitted on."""
+    name = Path(job.data.source.split("?")[0]).name
+    return f"{name}?split={job.data.split}" if job.data.split else f"{name} (seeded split {job.data.split_seed})"
 
 
 def _nth(details: dict[str, Any], key: str, index: int) -> Any:
@@ -101,6 +118,12 @@ def write_validation_curves(checkpoints: Sequence[Path], labels: Sequence[str], 
     atomic_write_bytes(path, image.getvalue())  # like every other file of the model directory
 
 
+def _mae_row(label: str, rows: dict[str, Any]) -> str:
+    """A members-table row of an ensemble mean: its val and test MAE per target."""
+    return (f"| {label} | | | | | " + " | ".join(f"{r['mae']:.4f}" for r in rows["val"]) + " | "
+            + " | ".join(f"{r['mae']:.4f}" for r in rows["test"]) + " |")
+
+
 def _card(jobs: Sequence[JobConfig], record: dict[str, Any], members: list[dict[str, Any]]) -> str:
     job = jobs[0]
     sizes, targets = record["sizes"], job.data.targets
@@ -112,10 +135,18 @@ def _card(jobs: Sequence[JobConfig], record: dict[str, Any], members: list[dict[
         f"| {m['member']} | `{m['model']}` | {m['seed']} | {m['epochs_run']} / {m['best_epoch']} | "
         f"{m['train_seconds'] or 0:,.0f} | " + " | ".join(f"{r['mae']:.4f}" for r in m["val"]) + " | "
         + " | ".join(f"{r['mae']:.4f}" for r in m["test"]) + " |" for m in members)
-    ensemble_row = ("| ensemble | | | | | " + " | ".join(f"{r['mae']:.4f}" for r in record["val"]) + " | "
-                    + " | ".join(f"{r['mae']:.4f}" for r in record["test"]) + " |")
+    ensemble_row = _mae_row("ensemble" if record["weights"] is None else "ensemble (weighted)", record)
+    if record["weights"] is not None:
+        ensemble_row += "\n" + _mae_row("equal-weight mean", record["equal_weights"])
     target_columns = " | ".join(f"val {t}" for t in targets) + " | " + " | ".join(f"test {t}" for t in targets)
     beats = ", ".join(f"{t}: {'yes' if ok else 'NO'}" for t, ok in record["ensemble_beats_every_member"].items())
+    combination = "The members are averaged equally."
+    if record["weights"] is not None:
+        combination = (f"The members are different models, combined with per-target weights (`{WEIGHTS_FILE}`; "
+                       f"{record['weights']['method']}, fitted on `{record['weights']['fitted_on']}`): "
+                       + "; ".join(f"{t} " + " / ".join(f"{w:.3f}" for w in ws)
+                                   for t, ws in record["weights"]["weights"].items()) + " for members "
+                       + " / ".join(str(m["member"]) for m in members) + ".")
     machine = record["machine"]
     split = f"`{job.data.split}`" if job.data.split else f"seeded random 80/10/10 (seed {job.data.split_seed})"
     return f"""# {" + ".join(j.name for j in jobs)}
@@ -145,15 +176,15 @@ def _card(jobs: Sequence[JobConfig], record: dict[str, Any], members: list[dict[
 {member_rows}
 {ensemble_row}
 
-The ensemble mean beats every member on test: {beats}.
+{combination} The ensemble mean beats every member on test: {beats}.
 
 ![validation MAE per epoch of every member; dots: the epoch each member keeps]({CURVES_FILE})
 
 ## Use and limits
 `hybridmat predict SOURCE --out PRED.parquet` uses this ensemble by default; `<target>_std` is the
-spread of the {len(members)} members until `hybridmat calibrate DIR` calibrates it (section below). \
-Labels are one old MP snapshot (see the dataset's
-README): predictions inherit PBE's band-gap underestimate and MP's correction scheme of that time.
+spread of the {len(members)} members, as combined above, until `hybridmat calibrate DIR` calibrates it \
+(section below). Labels are one old MP snapshot (see the dataset's README): predictions inherit PBE's
+band-gap underestimate and MP's correction scheme of that time.
 """
 
 
@@ -185,9 +216,18 @@ def export_model(jobs: JobConfig | Sequence[JobConfig], dest: Path) -> list[Path
     job_metrics = [json.loads((Path(job.output) / "metrics.json").read_text()) for job in jobs]
     details = {job.name: metrics.get("details", {}) for job, metrics in zip(jobs, job_metrics)}
     members = _member_records(details, checkpoints, val, test, y_val, y_test, targets)
-    test_rows = _rows(y_test, test.mean(axis=0), targets)
+    weights = None
+    if len({job.model.name for job in jobs}) > 1:
+        weights = MemberWeights.fit(val, y_val, targets, fitted_on=f"{_data_name(jobs[0])}/val")
+    matrix = None if weights is None else weights.matrix(targets, len(checkpoints))
+    for k, member in enumerate(members):
+        member["weight"] = {t: 1 / len(members) if weights is None else weights.weights[t][k] for t in targets}
+    test_rows = _ensemble_rows(y_test, test, matrix, targets)
     record = {
-        "test": test_rows, "val": _rows(y_val, val.mean(axis=0), targets),
+        "test": test_rows, "val": _ensemble_rows(y_val, val, matrix, targets),
+        "weights": None if weights is None else weights.to_dict(),
+        "equal_weights": None if weights is None else {"test": _ensemble_rows(y_test, test, None, targets),
+                                                       "val": _ensemble_rows(y_val, val, None, targets)},
         "sizes": {p: len(data.part(p)) for p in ("train", "val", "test")},
         "commands": [m.get("command") or f"hybridmat train {j.name}" for m, j in zip(job_metrics, jobs)],
         "machine": "; ".join(sorted({m.get("machine", "machine not recorded") for m in job_metrics})),
@@ -197,12 +237,17 @@ def export_model(jobs: JobConfig | Sequence[JobConfig], dest: Path) -> list[Path
         "members": members,
     }
     dest.mkdir(parents=True, exist_ok=True)
-    for old in dest.glob("member-*.pt"):
-        old.unlink()
     copied = []
-    for k, (_, _, path) in enumerate(checkpoints):
-        shutil.copyfile(path, dest / f"member-{k}.pt")
+    for k, (_, _, path) in enumerate(checkpoints):  # each member replaced atomically, then the surplus removed
+        atomic_write_bytes(dest / f"member-{k}.pt", path.read_bytes())
         copied.append(dest / f"member-{k}.pt")
+    for surplus in set(dest.glob("member-*.pt")) - set(copied):
+        surplus.unlink()
+    (dest / WEIGHTS_FILE).unlink(missing_ok=True)
+    if weights is not None:
+        checkpoints_id = ModelFiles(tuple(path.read_bytes() for path in copied)).checkpoints_id
+        atomic_write_bytes(dest / WEIGHTS_FILE,
+                           json.dumps({"checkpoints_id": checkpoints_id, **weights.to_dict()}, indent=2).encode())
     atomic_write_bytes(dest / "MODEL_CARD.md", _card(jobs, record, members).encode())
     write_validation_curves(copied, [f"{m['member']}: {m['model']} (seed {m['seed']})" for m in members], targets,
                             dest / CURVES_FILE)

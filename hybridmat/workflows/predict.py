@@ -1,6 +1,7 @@
 """``hybridmat predict``: an ensemble on any source, written as one Parquet table.
 
-A model directory holds the members (``member-k.pt``, or a training job's ``member-k/best.pt``) and, once
+A model directory holds the members (``member-k.pt``, or a training job's ``member-k/best.pt``), for an ensemble
+of different models their per-target weights (``ensemble.json``, written by ``hybridmat export``) and, once
 fitted with ``hybridmat calibrate``, ``calibration.json`` + ``domain.npz``. :func:`model_files` reads them as
 bytes (what a Ray actor receives) and :func:`load_predictor` is the one loader. Every input row ends up
 either in the predictions (``id, formula, n_sites, <t>_mean, <t>_std[, <t>_lo, <t>_hi]...[, domain_score,
@@ -26,17 +27,19 @@ import pyarrow as pa
 from hybridmat.atomic_io import atomic_write_parquet
 from hybridmat.data.records import RecordError, StructureRecord, drop_duplicate_ids
 from hybridmat.data.source import Source
-from hybridmat.data.validate import TARGET_RANGES
+from hybridmat.data.validate import TARGET_RANGES, clip_to_target_ranges
 from hybridmat.features.columns import errors_to_table
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.features.featurizer import FeatureBatch, FeaturizerSettings, featurize_records
 from hybridmat.training.calibration import INTERVAL_LEVEL, ONE_SIGMA, EnsembleCalibration
 from hybridmat.training.domain import DomainModel
 from hybridmat.training.ensemble import Ensemble
+from hybridmat.training.stacking import MemberWeights
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 CALIBRATION_FILE = "calibration.json"
 DOMAIN_FILE = "domain.npz"
+WEIGHTS_FILE = "ensemble.json"
 
 
 def _digest(blobs: Iterable[bytes]) -> str:
@@ -48,23 +51,31 @@ def _digest(blobs: Iterable[bytes]) -> str:
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """An ensemble's files as bytes: the members, and ``calibration.json`` + ``domain.npz`` when they were
-    fitted for exactly these members (``stale`` says why files beside the members were not used)."""
+    """An ensemble's files as bytes: the members, their weights (``ensemble.json``) and ``calibration.json`` +
+    ``domain.npz`` when each was fitted for exactly these members (``stale`` says why files beside the members
+    were not used)."""
 
     members: tuple[bytes, ...]
     calibration: bytes | None = None
     domain: bytes | None = None
     stale: str | None = field(default=None, compare=False)
+    weights: bytes | None = None
 
     @property
-    def members_id(self) -> str:
-        """Content hash of the members alone (what a calibration records it was fitted for)."""
+    def checkpoints_id(self) -> str:
+        """Content hash of the member checkpoints alone (what member weights record they were fitted for)."""
         return _digest(self.members)
 
     @property
+    def members_id(self) -> str:
+        """Content hash of the members as combined: checkpoints and weights (what a calibration records it was
+        fitted for; the checkpoints' hash when the members are averaged equally)."""
+        return _digest([*self.members, self.weights or b""])
+
+    @property
     def model_id(self) -> str:
-        """Content hash of everything that shapes a prediction: members, calibration and domain model."""
-        return _digest([*self.members, self.calibration or b"", self.domain or b""])
+        """Content hash of everything that shapes a prediction: members, weights, calibration and domain model."""
+        return _digest([*self.members, self.weights or b"", self.calibration or b"", self.domain or b""])
 
 
 def member_checkpoints(directory: Path) -> list[Path]:
@@ -94,21 +105,33 @@ def model_files(models: Path | Sequence[Path] | None = None) -> ModelFiles:
     members = tuple(path.read_bytes() for path in checkpoints)
     folders = {path.resolve().parent for path in checkpoints}
     folders |= {folder.parent for folder in folders if folder.name.startswith("member-")}
-    found = [folder for folder in folders if (folder / CALIBRATION_FILE).is_file()]
-    if len(found) != 1:
-        return ModelFiles(members)
-    calibration = (found[0] / CALIBRATION_FILE).read_bytes()
-    domain = found[0] / DOMAIN_FILE
+    weights = _beside(folders, WEIGHTS_FILE)
+    weight_bytes = weights.read_bytes() if weights else None
+    if weight_bytes and json.loads(weight_bytes).get("checkpoints_id") != _digest(members):
+        return ModelFiles(members, stale=f"equal weights, uncalibrated: {weights} was fitted for other members; "
+                                         "export the ensemble again and refit its calibration")
+    calibration_file = _beside(folders, CALIBRATION_FILE)
+    if calibration_file is None:
+        return ModelFiles(members, weights=weight_bytes)
+    calibration = calibration_file.read_bytes()
+    domain = calibration_file.parent / DOMAIN_FILE
     domain_bytes = domain.read_bytes() if domain.is_file() else None
     recorded = json.loads(calibration)
     problem = None
-    if recorded.get("members_id") != _digest(members):
-        problem = f"{found[0] / CALIBRATION_FILE} was fitted for other members ({recorded.get('members_id')})"
+    if recorded.get("members_id") != ModelFiles(members, weights=weight_bytes).members_id:
+        problem = f"{calibration_file} was fitted for other members ({recorded.get('members_id')})"
     elif recorded.get("domain_sha256") != (domain_bytes and hashlib.sha256(domain_bytes).hexdigest()):
-        problem = f"{domain} is not the domain model {found[0] / CALIBRATION_FILE} was fitted with"
+        problem = f"{domain} is not the domain model {calibration_file} was fitted with"
     if problem:
-        return ModelFiles(members, stale=f"{problem}; refit with `hybridmat calibrate {found[0]}`")
-    return ModelFiles(members, calibration, domain_bytes)
+        return ModelFiles(members, stale=f"uncalibrated: {problem}; refit with `hybridmat calibrate "
+                                         f"{calibration_file.parent}`", weights=weight_bytes)
+    return ModelFiles(members, calibration, domain_bytes, weights=weight_bytes)
+
+
+def _beside(folders: Iterable[Path], name: str) -> Path | None:
+    """The one file ``name`` in ``folders`` (None when there is none, or one in more than one folder)."""
+    found = [folder / name for folder in folders if (folder / name).is_file()]
+    return found[0] if len(found) == 1 else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,11 +149,13 @@ class Predictor:
         return self.ensemble.target_names
 
     def raw_predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
-        """``(mean, std)`` of the members, each ``(n, T)``, before calibration."""
+        """``(mean, std)`` of the members, each ``(n, T)``, before calibration; the mean within each target's
+        physical range."""
         if not len(batch):
             return np.empty((0, len(self.target_names))), np.empty((0, len(self.target_names)))
         line_graph = any(m.model.needs_line_graph for m in self.ensemble.members)
-        return self.ensemble.predict(CrystalDataset(batch, [], line_graph))
+        mean, std = self.ensemble.predict(CrystalDataset(batch, [], line_graph))
+        return clip_to_target_ranges(mean, self.target_names), std
 
     def predict_batch(self, batch: FeatureBatch, index: bool = False) -> pa.Table:
         """The predictions table of a feature batch (with the input ``index`` column when asked)."""
@@ -180,9 +205,11 @@ def _empty_batch(settings: FeaturizerSettings) -> FeatureBatch:
 
 
 def load_predictor(models: ModelFiles | Path | Sequence[Path] | None = None, device: str = "cpu") -> Predictor:
-    """The one ensemble loader: members (checking they share featurizer settings), calibration and domain model."""
+    """The one ensemble loader: members (checking they share featurizer settings), their weights, calibration and
+    domain model."""
     files = models if isinstance(models, ModelFiles) else model_files(models)
-    ensemble = Ensemble.from_checkpoints(files.members, device)
+    weights = None if files.weights is None else MemberWeights.from_dict(json.loads(files.weights))
+    ensemble = Ensemble.from_checkpoints(files.members, device, weights)
     settings = FeaturizerSettings.from_dict(ensemble.featurizer_settings)
     calibration = domain = None
     if files.calibration is not None:

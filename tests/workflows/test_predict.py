@@ -73,6 +73,9 @@ def test_export_writes_members_and_model_card(tmp_path: Path) -> None:
     assert "](validation_curves.png)" in card and (tmp_path / "model" / "validation_curves.png").stat().st_size > 0
     record = json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert [m["seed"] for m in record["members"]] == [0, 1] and record["sizes"]["train"] > 0
+    # seeds of one model are averaged equally: no weights are fitted
+    assert record["weights"] is None and not (tmp_path / "model" / "ensemble.json").exists()
+    assert "averaged equally" in card
 
 
 def test_export_joins_the_members_of_several_jobs_measured_on_the_same_data(tmp_path: Path) -> None:
@@ -104,6 +107,47 @@ def test_export_joins_the_members_of_several_jobs_measured_on_the_same_data(tmp_
     other = _export_job(tmp_path, "other", {"name": "cgcnn", "hyper": {"hidden": 8, "n_conv": 1}}, 1, elsewhere)
     with pytest.raises(JobFileError, match="differ in `data`"):
         export_model([graph, other], tmp_path / "refused")
+
+
+def test_an_ensemble_of_different_models_is_weighted_per_target_as_fitted_on_validation(tmp_path: Path) -> None:
+    from hybridmat.training.stacking import MemberWeights
+    from hybridmat.workflows.calibrate import calibrate_model
+    from hybridmat.workflows.export import export_model
+    from hybridmat.workflows.predict import load_predictor, model_files
+    from hybridmat.workflows.train import job_split_data
+
+    graph = _export_job(tmp_path, "graph", {"name": "cgcnn", "hyper": {"hidden": 8, "n_conv": 1}}, 1)
+    hybrid = _export_job(tmp_path, "hybrid", {"name": "early_fusion", "hyper": {"hidden": 8, "n_conv": 1}}, 2)
+    for job in (graph, hybrid):
+        run_train_job(job, progress=False)
+    model = tmp_path / "model"
+    export_model([graph, hybrid], model)
+    record = json.loads((model / "metrics.json").read_text())
+    weights = MemberWeights.from_dict(record["weights"])
+    assert weights.fitted_on.endswith("/val") and sum(weights.weights["e_form"]) == pytest.approx(1.0)
+    assert [m["weight"]["e_form"] for m in record["members"]] == list(weights.weights["e_form"])
+    assert "combined with per-target weights" in (model / "MODEL_CARD.md").read_text()
+
+    predictor = load_predictor(model)  # the one loader applies the weights
+    assert predictor.ensemble.weights == weights
+    test = job_split_data(graph, progress=False).test
+    members, y = predictor.ensemble.member_predictions(test)[:, :, 0], test.targets.numpy()[:, 0]
+    mean = predictor.ensemble.predict(test)[0][:, 0]
+    np.testing.assert_allclose(mean, np.array(weights.weights["e_form"]) @ members, rtol=1e-5, atol=1e-6)
+    assert record["test"][0]["mae"] == pytest.approx(np.mean(np.abs(mean - y)), rel=1e-5)
+    assert record["equal_weights"]["test"][0]["mae"] == pytest.approx(np.mean(np.abs(members.mean(0) - y)), rel=1e-5)
+    files = model_files(model)
+    assert files.stale is None and files.members_id != files.checkpoints_id  # a calibration is fitted on the weights
+
+    fitted_elsewhere = json.loads((model / "ensemble.json").read_text()) | {"checkpoints_id": "other-members"}
+    (model / "ensemble.json").write_text(json.dumps(fitted_elsewhere))
+    stale = model_files(model)
+    assert stale.weights is None and stale.stale.startswith("equal weights")
+    assert load_predictor(stale).ensemble.weights is None
+    with pytest.raises(ValueError, match="fitted for other members"):
+        calibrate_model(model, tmp_path / "train.parquet")
+    export_model(hybrid, model)  # one model's seeds: equal weights, the old weights go
+    assert not (model / "ensemble.json").exists() and model_files(model).stale is None
 
 
 def _calibrate_by_hand(directory: Path, members_id: str, n_features: int) -> None:
