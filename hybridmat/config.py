@@ -94,6 +94,9 @@ class TrainSection(Section):
     retain_heap: bool = Field(True, description="CPU: keep freed memory in the process (faster steps, more memory)")
     loss_weighting: Literal["fixed", "uncertainty"] = "fixed"
     loss_lambdas: list[float] | None = None
+    init_from: str | None = Field(None, description="Warm restart: an earlier training job's output (same model, "
+                                                    "data and members); member k continues its member-k/best.pt "
+                                                    "with this section's schedule")
 
 
 #: Input rows per prediction shard of ``hybridmat screen`` (job files, the command and the demo).
@@ -283,6 +286,8 @@ def parse_job(data: dict[str, Any], base: Path | None = None) -> JobConfig:
     if base is None:
         return job
     update: dict[str, Any] = {"output": _resolve(job.output, base)}
+    if job.train.init_from is not None:
+        update["train"] = job.train.model_copy(update={"init_from": _resolve(job.train.init_from, base)})
     if job.data is not None:
         update["data"] = job.data.model_copy(update={
             "source": _resolve(job.data.source, base),

@@ -15,10 +15,11 @@ def test_defaults_and_relative_paths_resolve_against_the_job_file(tmp_path: Path
     job_file = tmp_path / "jobs" / "job.yaml"
     job_file.parent.mkdir()
     job_file.write_text("data:\n  source: ../data/x.parquet?split=cpu_small/train\n"
-                        "model:\n  name: rf\noutput: ../runs/a\n")
+                        "model:\n  name: rf\noutput: ../runs/a\ntrain:\n  init_from: ../runs/earlier\n")
     job = load_job(job_file)
     assert job.data.source == f"{(tmp_path / 'data' / 'x.parquet').resolve()}?split=cpu_small/train"
     assert job.output == str((tmp_path / "runs" / "a").resolve())
+    assert job.train.init_from == str((tmp_path / "runs" / "earlier").resolve())  # a warm restart's earlier job
     assert job.train.epochs == 100 and job.data.targets == ["e_form"] and job.ensemble == 1
 
 

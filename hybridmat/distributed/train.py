@@ -49,8 +49,7 @@ def train_members_on_ray(name: str, hyper: Mapping[str, Any], data: SplitData, c
     actor = ray.remote(**member_resources(len(members)))(MemberTrainer)
     trainers = [actor.remote() for _ in members]
     futures = [
-        trainer.train.remote(name, hyper, data_ref, replace(config, seed=spec.seed, checkpoint_dir=spec.checkpoint_dir,
-                                                            num_threads=config.num_threads or 1),
+        trainer.train.remote(name, hyper, data_ref, replace(spec.config(config), num_threads=config.num_threads or 1),
                              featurizer_settings)
         for trainer, spec in zip(trainers, members, strict=True)
     ]

@@ -36,15 +36,23 @@ class Member:
 
 @dataclass(frozen=True)
 class MemberSpec:
-    """One ensemble member: its seed and the directory it checkpoints to (and resumes from)."""
+    """One ensemble member: its seed, the directory it checkpoints to (and resumes from) and, for a warm
+    restart, the checkpoint directory of the earlier run it continues."""
 
     seed: int
     checkpoint_dir: str | None
+    init_from: str | None = None
+
+    def config(self, base: TrainConfig) -> TrainConfig:
+        """``base`` with this member's seed, checkpoint directory and earlier run."""
+        return replace(base, seed=self.seed, checkpoint_dir=self.checkpoint_dir, init_from=self.init_from)
 
 
 def member_specs(config: TrainConfig, members: int, output: Path | str | None) -> list[MemberSpec]:
-    """Seeds ``config.seed + k`` and checkpoint directories ``<output>/member-k``."""
-    return [MemberSpec(config.seed + k, None if output is None else str(Path(output) / f"member-{k}"))
+    """Seeds ``config.seed + k``, checkpoint directories ``<output>/member-k`` and, with ``config.init_from``
+    (an earlier job's output), earlier runs ``<init_from>/member-k``."""
+    return [MemberSpec(config.seed + k, None if output is None else str(Path(output) / f"member-{k}"),
+                       None if config.init_from is None else str(Path(config.init_from) / f"member-{k}"))
             for k in range(members)]
 
 
@@ -115,8 +123,8 @@ def train_ensemble(
     if n_members < 2:
         raise ValueError(f"an ensemble needs at least 2 members for a spread, got n_members={n_members}")
     results = [
-        train_member(model_name, model_config, train_set, val_set, replace(config, checkpoint_dir=spec.checkpoint_dir),
-                     spec.seed, loss=None if loss_factory is None else loss_factory(), resume=resume)
+        train_member(model_name, model_config, train_set, val_set, spec.config(config), spec.seed,
+                     loss=None if loss_factory is None else loss_factory(), resume=resume)
         for spec in member_specs(config, n_members, config.checkpoint_dir)
     ]
     return Ensemble([Member(r.model, r.normalizer) for r in results]), results

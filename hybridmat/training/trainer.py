@@ -43,7 +43,7 @@ LAST = "last.pt"
 BEST = "best.pt"
 #: Config fields that change the training trajectory: a resumed run must have the same values.
 TRAJECTORY_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "seed", "amp", "amp_dtype",
-                     "loss_weighting", "loss_weights", "loss_regression", "max_grad_norm")
+                     "loss_weighting", "loss_weights", "loss_regression", "max_grad_norm", "init_from")
 
 
 @dataclass
@@ -72,6 +72,11 @@ class TrainConfig:
     retain_heap: bool = True
     #: Where ``last.pt`` (resume) and ``best.pt`` (the final model) go; None writes nothing.
     checkpoint_dir: str | None = None
+    #: A warm restart: the checkpoint directory of an earlier run of the same model on the same data, whose
+    #: ``best.pt`` weights, loss state and history this run continues with a new schedule of ``epochs`` epochs
+    #: (SGDR, Loshchilov & Hutter 2017). For an ensemble job, the earlier job's output: member k continues
+    #: ``member-k``.
+    init_from: str | None = None
     #: :class:`~hybridmat.models.losses.MultiTaskLoss` settings: fixed λ (``loss_weights``, default all 1)
     #: or learned uncertainty weights; ``l1`` or ``l2`` per-target error.
     loss_weighting: Literal["fixed", "uncertainty"] = "fixed"
@@ -93,6 +98,8 @@ class TrainConfig:
             self.loss_weights = tuple(float(v) for v in self.loss_weights)
         if self.checkpoint_dir is not None:
             self.checkpoint_dir = str(self.checkpoint_dir)  # a Path would not be a plain checkpoint value
+        if self.init_from is not None:
+            self.init_from = str(self.init_from)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (tuples as lists) for checkpoints and reports."""
@@ -277,9 +284,33 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.best_val_mae = float("inf")
         self.best_epoch = 0
-        self.best_state = {"model": _clone(self.model), "loss": _clone(self.loss)}
         self.bad_epochs = 0
         self.finished = False
+        if config.init_from is not None:
+            self.continue_from(Path(config.init_from) / BEST)
+        #: Epochs the run had done before this schedule (a warm restart's earlier run; 0 otherwise).
+        self.start_epoch = self.epoch
+        self.best_state = {"model": _clone(self.model), "loss": _clone(self.loss)}
+
+    def continue_from(self, path: Path) -> None:
+        """Start from an earlier run's ``best.pt`` of the same model and targets: its weights, loss state, and
+        its history up to that best epoch (so the validation curve and the training seconds stay whole)."""
+        state = read_state(path)
+        if state.get("name") != self.model.name or state.get("config") != dict(self.model.config):
+            raise ValueError(f"cannot continue from {path}: it is {state.get('name')!r} {state.get('config')}, "
+                             f"this run trains {self.model.name!r} {dict(self.model.config)}")
+        if list(state["target_names"]) != list(self.target_names):
+            raise ValueError(f"cannot continue from {path}: it predicts {state['target_names']}, this run "
+                             f"{list(self.target_names)}")
+        self.model.load_state_dict(state["state_dict"])
+        extra = state["extra"]
+        if extra.get("loss_state"):
+            self.loss.load_state_dict(extra["loss_state"])
+        self.normalizer = TargetNormalizer.from_state_dict(state["normalizer"]).to(self.device)
+        self.epoch = int(extra.get("best_epoch", 0))
+        self.history = [m for m in extra.get("history", []) if m["epoch"] <= self.epoch]
+        best = next((m for m in self.history if m["epoch"] == self.epoch), {})
+        self.best_val_mae, self.best_epoch = float(best.get("val_mae", float("inf"))), self.epoch
 
     @property
     def checkpoint_dir(self) -> Path | None:
@@ -358,7 +389,7 @@ class Trainer:
         self.history.append(metrics)
         patience = self.config.patience
         stop_early = self.val_table is not None and patience is not None and self.bad_epochs >= patience
-        self.finished = stop_early or self.epoch >= self.config.epochs
+        self.finished = stop_early or self.epoch >= self.start_epoch + self.config.epochs
         return metrics
 
     def result(self) -> TrainResult:
@@ -377,7 +408,7 @@ class Trainer:
                  "loss_state": self.loss.state_dict(), "history": self.history},
                 featurizer_settings=self.featurizer_settings,
             )
-        stopped_early = self.epoch < self.config.epochs
+        stopped_early = self.epoch < self.start_epoch + self.config.epochs
         best_val_mae = self.best_val_mae if self.val_table is not None else float("nan")
         return TrainResult(self.model, self.normalizer, self.loss, self.history, self.best_epoch,
                            best_val_mae, stopped_early, checkpoint, metrics)
@@ -386,6 +417,7 @@ class Trainer:
         """Everything :meth:`load_last` needs to continue exactly where this epoch ended (atomic write)."""
         write_state(path, {
             "epoch": self.epoch,
+            "start_epoch": self.start_epoch,
             "finished": self.finished,
             "model_name": self.model.name,
             "model_config": dict(self.model.config),
@@ -414,7 +446,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.normalizer = TargetNormalizer.from_state_dict(state["normalizer"]).to(self.device)
-        self.epoch, self.finished = state["epoch"], state["finished"]
+        self.epoch, self.start_epoch, self.finished = state["epoch"], state["start_epoch"], state["finished"]
         self.best_val_mae, self.best_epoch = state["best_val_mae"], state["best_epoch"]
         self.best_state, self.bad_epochs = state["best_state"], state["bad_epochs"]
         self.history = state["history"]

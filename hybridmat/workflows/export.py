@@ -229,7 +229,9 @@ def export_model(jobs: JobConfig | Sequence[JobConfig], dest: Path) -> list[Path
         "equal_weights": None if weights is None else {"test": _ensemble_rows(y_test, test, None, targets),
                                                        "val": _ensemble_rows(y_val, val, None, targets)},
         "sizes": {p: len(data.part(p)) for p in ("train", "val", "test")},
-        "commands": [m.get("command") or f"hybridmat train {j.name}" for m, j in zip(job_metrics, jobs)],
+        "commands": [(m.get("command") or f"hybridmat train {j.name}")
+                     + (f" (a warm restart of {Path(j.train.init_from).name})" if j.train.init_from else "")
+                     for m, j in zip(job_metrics, jobs)],
         "machine": "; ".join(sorted({m.get("machine", "machine not recorded") for m in job_metrics})),
         "train_seconds": float(sum(m["train_seconds"] or 0 for m in members)),
         "ensemble_beats_every_member": {

@@ -153,7 +153,7 @@ def fit_torch(
         results = runner(name, hyper, data, config, specs, featurizer_settings)
     else:
         results = [
-            train_member(name, hyper, data.train, data.val, replace(config, checkpoint_dir=spec.checkpoint_dir),
+            train_member(name, hyper, data.train, data.val, spec.config(config),
                          spec.seed, resume=spec.checkpoint_dir is not None, featurizer_settings=featurizer_settings,
                          on_epoch_end=None if log is None else epoch_logger(log, name, k))
             for k, spec in enumerate(specs)

@@ -102,6 +102,31 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path: Path) -> Non
     assert len(again.history) == 4
 
 
+def test_a_warm_restart_continues_the_best_epoch_with_a_new_schedule(tmp_path: Path) -> None:
+    train, val = split(rocksalt_dataset(60), 20)
+    earlier = TrainConfig(epochs=3, patience=None, checkpoint_dir=str(tmp_path / "a"), **FAST)
+    first = train_model(tiny_model(), train, val, earlier, loss=MaskedL1(learned=True))
+    restart = TrainConfig(epochs=2, patience=None, schedule="cosine", init_from=str(tmp_path / "a"),
+                          checkpoint_dir=str(tmp_path / "b"), **{**FAST, "lr": 5e-3})
+    trainer = Trainer(tiny_model(seed=7), train, val, restart, MaskedL1(learned=True))
+    _assert_same(_weights(first.model), _weights(trainer.model))  # the earlier best weights, not seed 7's
+    _assert_same(_weights(first.loss), _weights(trainer.loss))
+    assert trainer.start_epoch == first.best_epoch and trainer.best_val_mae == first.best_val_mae
+    result = trainer.fit()
+    kept = [m for m in first.history if m["epoch"] <= first.best_epoch]
+    assert result.history[:len(kept)] == kept  # the curve and the training seconds stay whole
+    assert [m["epoch"] for m in result.history[len(kept):]] == [first.best_epoch + 1, first.best_epoch + 2]
+    assert result.best_val_mae <= first.best_val_mae and not result.stopped_early
+    assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # its own cosine schedule, run to the end
+
+    torch.manual_seed(3)  # an interrupted restart resumes as any run does
+    resumed = train_model(tiny_model(seed=9), train, val, restart, loss=MaskedL1(learned=True), resume=True)
+    assert len(resumed.history) == len(result.history)
+    other = TrainConfig(**{**restart.as_dict(), "checkpoint_dir": None})
+    with pytest.raises(ValueError, match="cannot continue from"):
+        Trainer(tiny_model(dropout=0.3), train, val, other)  # another architecture's weights do not carry over
+
+
 def test_resume_refuses_other_settings(tmp_path: Path) -> None:
     train, val = split(rocksalt_dataset(40), 10)
     config = TrainConfig(epochs=1, checkpoint_dir=str(tmp_path), **FAST)
