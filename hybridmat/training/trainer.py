@@ -446,7 +446,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.normalizer = TargetNormalizer.from_state_dict(state["normalizer"]).to(self.device)
-        self.epoch, self.start_epoch, self.finished = state["epoch"], state["start_epoch"], state["finished"]
+        self.epoch, self.finished = state["epoch"], state["finished"]
+        self.start_epoch = state.get("start_epoch", 0)  # last.pt of a run begun before warm restarts existed
         self.best_val_mae, self.best_epoch = state["best_val_mae"], state["best_epoch"]
         self.best_state, self.bad_epochs = state["best_state"], state["bad_epochs"]
         self.history = state["history"]
