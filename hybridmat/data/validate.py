@@ -74,13 +74,18 @@ TARGET_RANGES: dict[str, tuple[float, float]] = {
 TARGET_UNITS = {"e_form": "eV/atom", "e_above_hull": "eV/atom", "band_gap": "eV"}
 
 
+def clip_to_target_range(values: np.ndarray, name: str) -> np.ndarray:
+    """``values`` of target ``name`` clipped to its physical range (unchanged for a target without one): a
+    regression head can predict a negative band gap, and the nearest physical value is never further from the truth."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.clip(values, *TARGET_RANGES[name]) if name in TARGET_RANGES else values
+
+
 def clip_to_target_ranges(values: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """``(n, T)`` predictions of targets ``names`` with each known target's column clipped to its physical range
-    (a regression head can predict a negative band gap; the nearest physical value is never further from the truth)."""
+    """``(n, T)`` predictions of targets ``names``, each column clipped with :func:`clip_to_target_range`."""
     values = np.array(values, dtype=np.float64)
     for t, name in enumerate(names):
-        if name in TARGET_RANGES:
-            values[:, t] = np.clip(values[:, t], *TARGET_RANGES[name])
+        values[:, t] = clip_to_target_range(values[:, t], name)
     return values
 
 

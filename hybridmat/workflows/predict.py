@@ -27,7 +27,7 @@ import pyarrow as pa
 from hybridmat.atomic_io import atomic_write_parquet
 from hybridmat.data.records import RecordError, StructureRecord, drop_duplicate_ids
 from hybridmat.data.source import Source
-from hybridmat.data.validate import TARGET_RANGES, clip_to_target_ranges
+from hybridmat.data.validate import clip_to_target_range, clip_to_target_ranges
 from hybridmat.features.columns import errors_to_table
 from hybridmat.features.dataset import CrystalDataset
 from hybridmat.features.featurizer import FeatureBatch, FeaturizerSettings, featurize_records
@@ -173,8 +173,7 @@ class Predictor:
             target = self.calibration[name]
             columns[f"{name}_std"] = pa.array(target.half_width(std[:, t], ONE_SIGMA, score), pa.float64())
             lo, hi = target.interval(mean[:, t], std[:, t], INTERVAL_LEVEL, score)
-            if name in TARGET_RANGES:  # an interval never leaves the physical range (a band gap is >= 0)
-                lo, hi = np.clip(lo, *TARGET_RANGES[name]), np.clip(hi, *TARGET_RANGES[name])
+            lo, hi = clip_to_target_range(lo, name), clip_to_target_range(hi, name)  # a band gap's lo is >= 0
             columns[f"{name}_lo"], columns[f"{name}_hi"] = pa.array(lo, pa.float64()), pa.array(hi, pa.float64())
         if self.domain is not None:
             scores = np.empty(0) if score is None else score
